@@ -1,0 +1,215 @@
+"""The ``scaling`` console script.
+
+One entry point, one sub-command per job, each a thin layer over a library function so that
+notebooks and scripts can do the same without the shell:
+
+* ``scaling train``  one cell into one run directory (:func:`scaling.train.train`);
+* ``scaling count``  parameter bases and FLOPs per token (:mod:`scaling.accounting`);
+* ``scaling plan | sweep | status``  sweeps (:mod:`scaling.launch.commands`);
+* ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`).
+
+Heavy libraries (JAX, TensorFlow) are imported inside the commands that need them, so
+``scaling fit`` and ``scaling plan`` start in well under a second.  Configuration mistakes
+are reported as one line (``error: <field>: <fix>``) with exit status 2, before any compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from scaling.config import (Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig,
+                            cell_from_json)
+
+SHAPE_FLAGS = ("d_model", "n_layers", "n_heads", "kv_size", "ffw_size")
+
+
+def _add_shape_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model shape (a family member, or explicit shape flags)")
+    g.add_argument("--member", help="a family member, e.g. from `scaling.families.list_members()`")
+    for f in SHAPE_FLAGS:
+        g.add_argument("--" + f.replace("_", "-"), dest=f, type=int)
+    g.add_argument("--norm", choices=("rmsnorm", "layernorm"))
+    g.add_argument("--position", choices=("rope", "learned"))
+    g.add_argument("--activation", choices=("gelu", "swiglu", "relu"))
+    g.add_argument("--dtype", dest="compute_dtype", choices=("float32", "bfloat16"))
+
+
+def _model_from_args(args, *, vocab_size: int, seq_len: int, tied: bool) -> ModelConfig:
+    """Build a ModelConfig from ``--member`` or the explicit shape flags (not both)."""
+    given = {f: getattr(args, f) for f in SHAPE_FLAGS if getattr(args, f) is not None}
+    extra = {k: getattr(args, k) for k in ("norm", "position", "activation", "compute_dtype")
+             if getattr(args, k, None) is not None}
+    if args.member:
+        from scaling import families
+
+        return families.member_config(args.member, vocab_size=vocab_size, seq_len=seq_len,
+                                      tied_embeddings=tied, **given, **extra).validate()
+    missing = [f for f in SHAPE_FLAGS if f not in given]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise ConfigError(f"model shape: missing {flags}; give all shape flags or --member NAME")
+    return ModelConfig(vocab_size=vocab_size, seq_len=seq_len, tied_embeddings=tied,
+                       **given, **extra).validate()
+
+
+# ------------------------------------------------------------------------------ train
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one cell into a run directory (resumes; no-op if finished)",
+                       description="Train one cell. Re-running the same command resumes from the latest "
+                                   "checkpoint, or does nothing if the run finished.")
+    p.add_argument("--out", required=True, help="the run directory")
+    p.add_argument("--config", help="a cell JSON (e.g. a run's config.json); flags below override it")
+    _add_shape_flags(p)
+    p.add_argument("--tokens", type=int, help="training tokens (rounded down to whole batches)")
+    p.add_argument("--batch", type=int, help="global batch size in sequences")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--warmup", type=int, help="warmup steps")
+    p.add_argument("--schedule", choices=("cosine", "wsd", "constant"))
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--task", help="data task: pystdlib | synthetic_markov | c4_en")
+    p.add_argument("--vocab", help="byte | spN (e.g. sp1024) | path to a SentencePiece .model")
+    p.add_argument("--repeat", action="store_true", default=None,
+                   help="allow more tokens than the train split holds (epochs are logged)")
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--untied", action="store_true", help="untied input embedding and output head")
+    p.add_argument("--mesh", help="e.g. data=2,fsdp=4,tensor=1 (one axis may be -1)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-batches", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--name", help="readable run name (the run id adds a hash)")
+    p.set_defaults(func=cmd_train)
+
+
+def build_cell(args) -> Cell:
+    """The cell a ``scaling train`` command line describes (``--config`` first, flags on top)."""
+    base: Cell | None = None
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"--config {args.config}: no such file; pass a cell JSON such as a run's config.json")
+        base = cell_from_json(path.read_text())
+
+    data = base.data if base else DataConfig()
+    data_kw = {k: v for k, v in (("task", args.task), ("vocab", args.vocab), ("repeat", args.repeat))
+               if v is not None}
+    data = dataclasses.replace(data, **data_kw)
+
+    shape_given = args.member or any(getattr(args, f) is not None for f in SHAPE_FLAGS)
+    if base is not None and not shape_given:
+        model = base.model
+        if args.seq_len is not None:
+            model = dataclasses.replace(model, seq_len=args.seq_len)
+    else:
+        if args.seq_len is None:
+            raise ConfigError("--seq-len: required (the training sequence length, e.g. 256)")
+        from scaling import data as data_mod
+
+        model = _model_from_args(args, vocab_size=data_mod.vocab_size(data), seq_len=args.seq_len,
+                                 tied=not args.untied)
+
+    optim = base.optim if base else OptimConfig()
+    optim_kw = {k: v for k, v in (("peak_lr", args.lr), ("warmup_steps", args.warmup),
+                                  ("schedule", args.schedule), ("weight_decay", args.weight_decay))
+                if v is not None}
+    optim = dataclasses.replace(optim, **optim_kw)
+
+    if base is None:
+        for flag in ("tokens", "batch"):
+            if getattr(args, flag) is None:
+                raise ConfigError(f"--{flag}: required (or pass --config with a cell JSON)")
+        base = Cell(model=model, tokens=args.tokens, batch_size=args.batch)
+    kw = dict(model=model, optim=optim, data=data)
+    for attr, field in (("tokens", "tokens"), ("batch", "batch_size"), ("seed", "seed"),
+                        ("grad_accum", "grad_accum"), ("eval_every", "eval_every"),
+                        ("eval_batches", "eval_batches"), ("checkpoint_every", "checkpoint_every"),
+                        ("name", "name")):
+        if getattr(args, attr) is not None:
+            kw[field] = getattr(args, attr)
+    if args.mesh is not None:
+        kw["mesh"] = MeshConfig.parse(args.mesh)
+    if "name" not in kw and base.name == "run":
+        kw["name"] = model.name or f"d{model.d_model}-l{model.n_layers}"
+    return dataclasses.replace(base, **kw).validate()
+
+
+def cmd_train(args) -> int:
+    cell = build_cell(args)
+    from scaling import train as train_mod
+
+    summary = train_mod.train(cell, args.out)
+    keys = ("run_id", "state", "steps", "tokens_seen", "final_eval_loss", "final_eval_bpb",
+            "tokens_per_s", "mfu", "wall_s")
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    return 0 if summary.get("state") == "done" else 3
+
+
+# ------------------------------------------------------------------------------ count
+def _count_parser(sub) -> None:
+    p = sub.add_parser("count", help="parameter bases and FLOPs per token of a model shape")
+    _add_shape_flags(p)
+    p.add_argument("--vocab", type=int, required=True, help="vocabulary size, e.g. 32000")
+    p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--tied-embeddings", action="store_true", help="output head shares the input embedding")
+    p.add_argument("--relative-position-projection", action="store_true",
+                   help="count one d_model x (heads*kv) relative-position projection per layer (Chinchilla)")
+    p.add_argument("--format", choices=("json", "text"), default="text")
+    p.set_defaults(func=cmd_count)
+
+
+def cmd_count(args) -> int:
+    from scaling import accounting
+
+    cfg = _model_from_args(args, vocab_size=args.vocab, seq_len=args.seq_len, tied=args.tied_embeddings)
+    kw = {"relative_position_projection": args.relative_position_projection}
+    counts = accounting.count_params(cfg, **kw).as_dict()
+    flops = accounting.flops_per_token_all(cfg, **kw)
+    out = {"params": {k: counts[k] for k in ("total", "non_embedding", "embedding", "head")},
+           "tied": cfg.tied_embeddings,
+           "flops_per_token": flops}
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out["params"].items():
+            print(f"params.{k:<15} {v:>18,d}")
+        print(f"tied               {cfg.tied_embeddings}")
+        for k, v in flops.items():
+            print(f"flops_per_token.{k:<20} {v:>14.6g}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _count_parser(sub)
+    from scaling.launch import commands as launch_commands
+
+    launch_commands.add_commands(sub)
+    from analysis import cli as analysis_cli
+
+    analysis_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

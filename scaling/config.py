@@ -1,0 +1,374 @@
+"""Frozen configuration dataclasses: the vocabulary every other module speaks.
+
+A *cell* is everything needed to train one run of a sweep: the model shape, the data
+task, the optimiser and its schedule, the device mesh, the token budget, the batch and the
+seed.  Cells are plain frozen dataclasses so that they can be hashed, written to
+``config.json`` and read back, and compared field by field.
+
+Two rules keep run identity honest:
+
+* ``Cell.run_id`` is ``<readable name>-<hash>`` where the hash covers every field that can
+  change the numbers a run produces (model, data, optimiser, tokens, batch, seed ...).  It
+  deliberately leaves out fields that only change *where* or *how fast* a run executes
+  (the mesh, checkpoint cadence, logging cadence), so a cell re-launched on another
+  machine shape resumes the same run directory instead of starting a new one.
+* Every config validates itself (``validate()``) and raises :class:`ConfigError` with a
+  one-line message that names the field and the fix, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and the fix."""
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+# ----------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------
+
+NORMS = ("rmsnorm", "layernorm")
+POSITIONS = ("rope", "learned")
+ACTIVATIONS = ("gelu", "swiglu", "relu")
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a decoder-only transformer.
+
+    ``kv_size`` is the per-head dimension (Chinchilla's "kv_size"); the attention width is
+    ``n_heads * kv_size`` and need not equal ``d_model``.  ``seq_len`` is the maximum
+    context the model supports (it sizes learned position embeddings).  Parameters are
+    always float32; ``compute_dtype='bfloat16'`` runs matmuls on bf16 inputs with float32
+    accumulation.
+    """
+
+    vocab_size: int
+    seq_len: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    kv_size: int
+    ffw_size: int
+    norm: str = "rmsnorm"
+    position: str = "rope"
+    activation: str = "gelu"
+    tied_embeddings: bool = True
+    compute_dtype: str = "float32"
+    name: str = ""  # family member name, if any (informational, not hashed)
+
+    @property
+    def d_attn(self) -> int:
+        return self.n_heads * self.kv_size
+
+    def validate(self) -> "ModelConfig":
+        for f in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "kv_size"):
+            v = getattr(self, f)
+            _require(isinstance(v, int) and v > 0, f"model.{f}={v!r}: must be a positive integer")
+        _require(isinstance(self.ffw_size, int) and self.ffw_size > 0,
+                 f"model.ffw_size={self.ffw_size!r}: must be a positive integer (e.g. 4 * d_model)")
+        _require(self.seq_len >= 2, f"model.seq_len={self.seq_len}: must be at least 2")
+        _require(self.norm in NORMS, f"model.norm={self.norm!r}: choose one of {NORMS}")
+        _require(self.position in POSITIONS, f"model.position={self.position!r}: choose one of {POSITIONS}")
+        _require(self.activation in ACTIVATIONS,
+                 f"model.activation={self.activation!r}: choose one of {ACTIVATIONS}")
+        _require(self.compute_dtype in DTYPES,
+                 f"model.compute_dtype={self.compute_dtype!r}: choose one of {DTYPES}")
+        if self.position == "rope":
+            _require(self.kv_size % 2 == 0, f"model.kv_size={self.kv_size}: RoPE needs an even head size")
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# Optimiser and schedule
+# ----------------------------------------------------------------------------------------
+
+SCHEDULES = ("cosine", "wsd", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with global-norm clipping and a schedule whose length is the run's own budget.
+
+    ``schedule='cosine'``: linear warmup over ``warmup_steps`` then cosine decay to
+    ``final_lr_frac * peak_lr`` at exactly the last step of the run (Chinchilla: 10%).
+    ``schedule='wsd'``: warmup, constant, then linear decay to ``final_lr_frac * peak_lr``
+    over the last ``decay_frac`` of the run.
+    """
+
+    peak_lr: float = 1e-3
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    final_lr_frac: float = 0.1
+    decay_frac: float = 0.2
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+
+    def validate(self) -> "OptimConfig":
+        _require(self.peak_lr > 0 and math.isfinite(self.peak_lr),
+                 f"optim.peak_lr={self.peak_lr}: must be a positive finite number")
+        _require(self.warmup_steps >= 0, f"optim.warmup_steps={self.warmup_steps}: must be >= 0")
+        _require(self.schedule in SCHEDULES, f"optim.schedule={self.schedule!r}: choose one of {SCHEDULES}")
+        _require(0.0 <= self.final_lr_frac <= 1.0,
+                 f"optim.final_lr_frac={self.final_lr_frac}: must be in [0, 1] (Chinchilla uses 0.1)")
+        _require(0.0 < self.decay_frac <= 1.0, f"optim.decay_frac={self.decay_frac}: must be in (0, 1]")
+        _require(0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0, "optim.b1/b2: must be in [0, 1)")
+        _require(self.weight_decay >= 0, f"optim.weight_decay={self.weight_decay}: must be >= 0")
+        _require(self.clip_norm > 0, f"optim.clip_norm={self.clip_norm}: must be > 0")
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which seqio task feeds a run.
+
+    ``task``: a task name known to :mod:`scaling.data` (``pystdlib``, ``synthetic_markov``,
+    ``c4_en``).  ``vocab``: ``byte`` or ``spN`` (a SentencePiece model of N pieces trained
+    offline on the task's train split) or a path to a ``.model`` file; tasks with an
+    intrinsic alphabet (``synthetic_markov``) ignore it.  ``repeat``: allow more tokens
+    than the train split holds (epochs are then counted and logged).
+    ``data_dir``: where prepared datasets and token caches live (None: the default cache
+    directory, ``$SCALING_DATA_DIR`` or ``~/.cache/scaling``).
+    """
+
+    task: str = "pystdlib"
+    vocab: str = "sp1024"
+    repeat: bool = False
+    data_dir: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()  # task-specific knobs, e.g. (("order", 2),)
+
+    def validate(self) -> "DataConfig":
+        _require(bool(self.task), "data.task: must name a task (e.g. 'pystdlib')")
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# Mesh
+# ----------------------------------------------------------------------------------------
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """A declarative device mesh: axes data, fsdp, tensor.
+
+    ``ici_*`` are sizes within a slice, ``dcn_*`` across slices (multi-slice TPU); the
+    mesh axis size is their product.  Exactly one ICI size may be -1: it absorbs the
+    devices that remain.
+    """
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    dcn_data: int = 1
+    dcn_fsdp: int = 1
+    dcn_tensor: int = 1
+
+    @classmethod
+    def parse(cls, spec: str | None) -> "MeshConfig":
+        """Parse ``data=2,fsdp=4,tensor=1`` (missing axes keep their defaults)."""
+        if not spec:
+            return cls()
+        kw: dict[str, int] = {}
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            _require("=" in part, f"--mesh {spec!r}: write axes as name=size, e.g. data=2,fsdp=4,tensor=1")
+            k, v = part.split("=", 1)
+            k = k.strip()
+            _require(k in {f.name for f in dataclasses.fields(cls)},
+                     f"--mesh {spec!r}: unknown axis {k!r}; use data, fsdp, tensor (or dcn_data, ...)")
+            try:
+                kw[k] = int(v)
+            except ValueError as e:
+                raise ConfigError(f"--mesh {spec!r}: size of {k!r} must be an integer") from e
+        return cls(**kw)
+
+    def validate(self) -> "MeshConfig":
+        ici = (self.data, self.fsdp, self.tensor)
+        _require(sum(1 for v in ici if v == -1) <= 1, "mesh: at most one axis may be -1")
+        for name, v in zip(MESH_AXES, ici):
+            _require(v == -1 or v >= 1, f"mesh.{name}={v}: must be a positive size or -1")
+        for name in MESH_AXES:
+            v = getattr(self, "dcn_" + name)
+            _require(v >= 1, f"mesh.dcn_{name}={v}: must be >= 1")
+        return self
+
+    def resolve(self, n_devices: int) -> dict[str, int]:
+        """Concrete axis sizes (ICI x DCN) for ``n_devices``; raises ConfigError if they do not divide."""
+        self.validate()
+        dcn = (self.dcn_data, self.dcn_fsdp, self.dcn_tensor)
+        n_dcn = math.prod(dcn)
+        _require(n_devices % n_dcn == 0,
+                 f"mesh: DCN sizes {dcn} do not divide the {n_devices} devices; change dcn_* sizes")
+        per_slice = n_devices // n_dcn
+        ici = [self.data, self.fsdp, self.tensor]
+        known = math.prod(v for v in ici if v != -1)
+        if -1 in ici:
+            _require(per_slice % known == 0,
+                     f"mesh: fixed axes {tuple(ici)} do not divide {per_slice} devices per slice; "
+                     f"pick sizes whose product divides {per_slice}")
+            ici[ici.index(-1)] = per_slice // known
+        _require(math.prod(ici) == per_slice,
+                 f"mesh: data*fsdp*tensor = {math.prod(ici)} but there are {per_slice} devices per slice; "
+                 f"make the product {per_slice} or set one axis to -1")
+        return {name: i * d for name, i, d in zip(MESH_AXES, ici, dcn)}
+
+
+# ----------------------------------------------------------------------------------------
+# Cell: one training run
+# ----------------------------------------------------------------------------------------
+
+# Fields of Cell that do not change the numbers a run produces; left out of the run hash.
+_NON_RESULT_FIELDS = ("name", "mesh", "log_every", "checkpoint_every", "keep_last", "keep_every",
+                      "budget", "flops_convention", "group", "max_loss_spike")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Everything needed to train one run.
+
+    ``tokens`` is the training budget in tokens; the run trains for
+    ``steps = tokens // (batch_size * model.seq_len)`` optimiser steps (``tokens`` must be
+    at least one batch) and the LR schedule spans exactly those steps.  ``batch_size`` is
+    the global number of sequences per optimiser step; ``grad_accum`` splits it into that
+    many micro-batches.  ``eval_every`` (steps) and ``eval_batches`` control held-out
+    evaluation, which also always runs at the final step.  ``budget`` and
+    ``flops_convention`` record which IsoFLOP budget (if any) the cell was planned for.
+    """
+
+    model: ModelConfig
+    tokens: int
+    batch_size: int
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    mesh: MeshConfig = MeshConfig()
+    name: str = "run"
+    seed: int = 0
+    grad_accum: int = 1
+    eval_every: int = 0  # 0: only at the end
+    eval_batches: int = 4
+    log_every: int = 1
+    checkpoint_every: int = 100
+    keep_last: int = 2
+    keep_every: int = 0  # 0: keep no extra permanent checkpoints
+    max_loss_spike: float = 0.0  # >0: a train loss this far above its running min marks divergence
+    budget: float | None = None
+    flops_convention: str = "chinchilla"
+    group: str = ""  # free-form label, e.g. "isoflop" or "chinchilla_rule"
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.model.seq_len
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.tokens_per_step
+
+    @property
+    def tokens_trained(self) -> int:
+        """Tokens actually trained on (the budget rounded down to whole batches)."""
+        return self.steps * self.tokens_per_step
+
+    def validate(self) -> "Cell":
+        self.model.validate()
+        self.optim.validate()
+        self.data.validate()
+        self.mesh.validate()
+        _require(self.batch_size >= 1, f"batch_size={self.batch_size}: must be >= 1")
+        _require(self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
+                 f"grad_accum={self.grad_accum}: must divide batch_size={self.batch_size}")
+        _require(self.tokens >= self.tokens_per_step,
+                 f"tokens={self.tokens}: below one batch ({self.batch_size} x {self.model.seq_len} = "
+                 f"{self.tokens_per_step} tokens); raise --tokens or lower --batch")
+        _require(self.eval_batches >= 1, f"eval_batches={self.eval_batches}: must be >= 1")
+        _require(self.log_every >= 1, f"log_every={self.log_every}: must be >= 1")
+        _require(self.checkpoint_every >= 1, f"checkpoint_every={self.checkpoint_every}: must be >= 1")
+        _require(self.keep_last >= 1, f"keep_last={self.keep_last}: must be >= 1")
+        _require(self.budget is None or self.budget > 0,
+                 f"budget={self.budget}: a FLOP budget must be positive")
+        return self
+
+    # -- identity ---------------------------------------------------------------------
+    def result_fields(self) -> dict:
+        d = to_dict(self)
+        for f in _NON_RESULT_FIELDS:
+            d.pop(f, None)
+        d["model"].pop("name", None)
+        d["data"].pop("data_dir", None)
+        return d
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.result_fields(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        safe = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in self.name)
+        return f"{safe}-{self.config_hash}"
+
+
+# ----------------------------------------------------------------------------------------
+# (De)serialisation
+# ----------------------------------------------------------------------------------------
+
+
+def to_dict(obj) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    d = dataclasses.asdict(obj)
+    data = d if isinstance(obj, DataConfig) else d.get("data") if isinstance(obj, Cell) else None
+    if data is not None:
+        data["options"] = [list(kv) for kv in data.get("options", ())]
+    return d
+
+
+def _build(cls, d: Mapping[str, Any]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    _require(not unknown, f"{cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**d)
+
+
+def cell_from_dict(d: Mapping[str, Any]) -> Cell:
+    d = dict(d)
+    d["model"] = _build(ModelConfig, d["model"])
+    if "optim" in d:
+        d["optim"] = _build(OptimConfig, d["optim"])
+    if "data" in d:
+        dd = dict(d["data"])
+        dd["options"] = tuple(tuple(kv) for kv in dd.get("options", ()))
+        d["data"] = _build(DataConfig, dd)
+    if "mesh" in d:
+        d["mesh"] = _build(MeshConfig, d["mesh"])
+    return _build(Cell, d)
+
+
+def cell_to_json(cell: Cell) -> str:
+    return json.dumps(to_dict(cell), indent=2, sort_keys=True)
+
+
+def cell_from_json(text: str) -> Cell:
+    return cell_from_dict(json.loads(text))

@@ -1,0 +1,44 @@
+"""scaling: scaling-law experiments in JAX/Flax, from sweep grid to fitted compute-optimal law."""
+
+from setuptools import find_packages, setup
+
+# The stack is pinned to the versions measured in shared/notes/stack_probe.md: flax, orbax and
+# seqio move fast and their APIs shift between minor versions.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "tensorflow-datasets==4.9.10",
+    "seqio==0.0.20",
+    "sentencepiece==0.2.3",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",  # results.parquet
+    "matplotlib",
+    "tensorboardX",  # TensorBoard event files without importing TensorFlow in the train loop
+]
+
+EXTRAS = {
+    "slurm": ["submitit"],
+    "ray": ["ray[default]"],
+    "tpu": ["jax[tpu]==0.10.2"],
+    "gpu": ["jax[cuda12]==0.10.2"],
+}
+EXTRAS["test"] = ["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
+
+setup(
+    name="scaling",
+    version="0.1.0",
+    description="Scaling-law experiments: sweep grids of Flax decoders, a tidy results table, Chinchilla fits.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["scaling", "scaling.*", "analysis", "analysis.*"]),
+    package_data={"analysis": ["notebooks/*.ipynb"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
+)
