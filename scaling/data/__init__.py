@@ -1,0 +1,234 @@
+"""Data: tasks, vocabularies, token caches and packed batches for decoder LM training.
+
+The seam the trainer uses is three functions and one class::
+
+    vocab_size(data: DataConfig) -> int
+    open_source(data: DataConfig, split: str, seq_len: int) -> TokenSource
+    TokenSource.info / TokenSource.batch(step, batch_size, *, seed, process_index=0, process_count=1)
+    check_budget(info: TaskInfo, tokens: int, repeat: bool) -> float
+
+Tasks (``DataConfig.task``):
+
+* ``pystdlib`` - the interpreter's standard library (:mod:`scaling.data.pystdlib`), offline.
+* ``synthetic_markov`` - a Markov chain with an exact entropy rate (:mod:`.synthetic_markov`).
+* ``c4_en`` - TFDS ``c4/en:3.1.0`` with a SentencePiece model path (:mod:`.c4`); cloud only.
+
+**Fast path.** ``open_source`` tokenizes a split once (the same vocabulary as the seqio
+task, so the same ids) into a hashed array file (:mod:`.cache`) and serves batches as
+windows of it.  Step ``s`` of epoch ``e`` reads rows ``perm_e[s*B : (s+1)*B]`` where
+``perm_e`` is a permutation of the epoch's ``seq_len`` rows seeded by ``(seed, e)`` and
+the rows start at a seeded offset, so every epoch sees differently cut windows.  A batch is
+therefore a pure function of (task, vocab, split, seed, step, process shard), computed in
+O(1) (no replay on resume).  Process ``p`` of ``P`` gets rows ``[p*B/P, (p+1)*B/P)`` of
+the global batch: the union over processes is the single-process batch.
+
+A warm ``open_source`` (cache present) does not import TensorFlow or seqio: it hashes
+the corpus manifest (memoised by file stats), loads the vocabulary with the sentencepiece
+library, and checks the cache's sha256 - typically 0.05-0.3 s.
+
+**seqio.** The same tasks exist as seqio tasks (``pystdlib_byte``, ``pystdlib_sp1024``, ...,
+``synthetic_markov``, ``c4_en``), defined in :mod:`scaling.data.tasks`.  Importing
+``seqio`` costs ~3.5 s (it imports TensorFlow), so ``import scaling.data`` registers them
+only when ``seqio`` is already imported; otherwise ``import scaling.data.tasks`` (or
+``register_seqio_tasks()``) does.  :func:`scaling.data.features.seqio_dataset` gives the
+packed seqio stream (``DecoderFeatureConverter(pack=True)``).
+
+**Bits per byte.** ``decoder_target_bytes`` holds the UTF-8 bytes behind each target
+token; EOS, pad and unk count 0 bytes (EOS is not text; its loss is still part of the
+loss).  ``bpb = sum(loss_nats) / ln 2 / sum(target_bytes)``.  Tasks without text
+(``synthetic_markov``) have ``has_bytes=False`` and zeros.
+
+Data directory: ``DataConfig.data_dir``, else ``$SCALING_DATA_DIR``, else
+``~/.cache/scaling/data``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+from scaling.config import ConfigError, DataConfig
+
+TASKS = ("pystdlib", "synthetic_markov", "c4_en")
+SPLITS = ("train", "validation")
+
+__all__ = ["TASKS", "TaskInfo", "TokenSource", "vocab_size", "open_source", "check_budget",
+           "default_data_dir", "register_seqio_tasks"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """What a run records about its data.
+
+    ``num_tokens``: unique tokens in the split (EOS included).  ``corpus_hash``: manifest
+    hash of the corpus (or of the generator spec).  ``vocab_hash``: sha256 of the
+    vocabulary.  ``entropy_rate``: nats/token if known exactly (``synthetic_markov``).
+    ``has_bytes``: whether ``decoder_target_bytes`` is meaningful (bits per byte).
+    """
+
+    name: str
+    split: str
+    vocab_size: int
+    num_tokens: int
+    corpus_hash: str
+    vocab_hash: str
+    entropy_rate: float | None
+    has_bytes: bool
+    num_docs: int = 0
+    vocab: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_data_dir(data: DataConfig | None = None) -> str:
+    if data is not None and data.data_dir:
+        return os.path.abspath(os.path.expanduser(data.data_dir))
+    env = os.environ.get("SCALING_DATA_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), ".cache", "scaling", "data")
+
+
+def _check_task(data: DataConfig) -> None:
+    data.validate()
+    if data.task not in TASKS:
+        raise ConfigError(f"data.task={data.task!r}: unknown task; choose one of {TASKS}")
+
+
+def _options(data: DataConfig) -> dict:
+    return {k: v for k, v in data.options}
+
+
+def vocab_size(data: DataConfig) -> int:
+    """Embedding rows the model needs for ``data`` (no corpus is read).
+
+    ``byte``: 259; ``spN``: N (a trained model may hold fewer pieces; ids stay < N);
+    a ``.model`` path: its piece count; ``synthetic_markov``: symbols + 2.
+    """
+    _check_task(data)
+    if data.task == "synthetic_markov":
+        from scaling.data.synthetic_markov import MarkovSpec
+        return MarkovSpec.from_options(data.options).vocab_size
+    from scaling.data import vocab as V
+    spec = _vocab_spec(data)
+    kind, arg = V.parse_vocab(spec)
+    if kind == "file":
+        return V.load_file_vocab(arg).size
+    return arg
+
+
+def _vocab_spec(data: DataConfig) -> str:
+    if data.task == "c4_en":
+        from scaling.data.c4 import vocab_path
+        return vocab_path(data)
+    return data.vocab
+
+
+def check_budget(info: TaskInfo, tokens: int, repeat: bool) -> float:
+    """Epochs over the split that ``tokens`` implies; ConfigError if > 1 without ``repeat``."""
+    epochs = tokens / max(info.num_tokens, 1)
+    if tokens > info.num_tokens and not repeat:
+        raise ConfigError(
+            f"tokens={tokens}: more than the {info.num_tokens} unique tokens in {info.name}/{info.split}; "
+            f"set data.repeat=True (--repeat) to allow {epochs:.2f} epochs, or lower --tokens")
+    return epochs
+
+
+class TokenSource:
+    """Packed batches as windows of a cached token stream (see the module docstring)."""
+
+    def __init__(self, info: TaskInfo, tokens: np.ndarray, seq_len: int, *,
+                 bytes_per_id: np.ndarray | None, doc_eos: bool):
+        self.info = info
+        self.tokens = tokens
+        self.seq_len = seq_len
+        self.bytes_per_id = bytes_per_id
+        self.doc_eos = doc_eos
+        n = int(tokens.shape[0])
+        self.rows_per_epoch = (n - (seq_len - 1)) // seq_len
+        if self.rows_per_epoch < 1:
+            raise ConfigError(f"seq_len={seq_len}: longer than the {n} tokens of {info.name}/{info.split}; "
+                              f"lower --seq-len or use a larger corpus")
+        self._perm_cache: dict = {}
+
+    def _epoch(self, seed: int, epoch: int):
+        key = (seed, epoch)
+        hit = self._perm_cache.get(key)
+        if hit is None:
+            rng = np.random.default_rng([seed & 0xFFFFFFFF, epoch, 0xDA7A])
+            offset = int(rng.integers(self.seq_len))
+            perm = rng.permutation(self.rows_per_epoch).astype(np.int64)
+            hit = (offset, perm)
+            if len(self._perm_cache) > 4:
+                self._perm_cache.clear()
+            self._perm_cache[key] = hit
+        return hit
+
+    def row_starts(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
+                   process_count: int = 1) -> np.ndarray:
+        """Token offsets of this process's rows at ``step`` (the batch is their windows)."""
+        if step < 0:
+            raise ConfigError(f"step={step}: must be >= 0")
+        if process_count < 1 or not 0 <= process_index < process_count:
+            raise ConfigError(f"process_index={process_index}, process_count={process_count}: "
+                              f"need 0 <= process_index < process_count")
+        if batch_size < 1 or batch_size % process_count:
+            raise ConfigError(f"batch_size={batch_size}: must be a positive multiple of the "
+                              f"{process_count} processes")
+        per = batch_size // process_count
+        g = step * batch_size + process_index * per + np.arange(per, dtype=np.int64)
+        R = self.rows_per_epoch
+        epochs = g // R
+        out = np.empty(per, np.int64)
+        for e in np.unique(epochs):
+            offset, perm = self._epoch(seed, int(e))
+            m = epochs == e
+            out[m] = offset + perm[g[m] - e * R] * self.seq_len
+        return out
+
+    def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
+              process_count: int = 1) -> dict:
+        starts = self.row_starts(step, batch_size, seed=seed, process_index=process_index,
+                                 process_count=process_count)
+        rows = self.tokens[starts[:, None] + np.arange(self.seq_len)]
+        from scaling.data.features import window_features
+        return window_features(rows, self.bytes_per_id if self.info.has_bytes else None,
+                               doc_eos=self.doc_eos)
+
+    def epochs_at(self, step: int, batch_size: int) -> float:
+        return step * batch_size * self.seq_len / self.info.num_tokens
+
+
+def open_source(data: DataConfig, split: str, seq_len: int) -> TokenSource:
+    """Prepare (offline, cached) and open ``split`` of ``data.task`` as packed windows."""
+    _check_task(data)
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r}: choose one of {SPLITS}")
+    if not isinstance(seq_len, (int, np.integer)) or seq_len < 2:
+        raise ConfigError(f"seq_len={seq_len!r}: must be an integer >= 2 (--seq-len)")
+    data_dir = default_data_dir(data)
+    if data.task == "synthetic_markov":
+        from scaling.data.synthetic_markov import open_cached
+        info, tokens = open_cached(data, split, data_dir)
+        return TokenSource(info, tokens, int(seq_len), bytes_per_id=None, doc_eos=False)
+    if data.task == "pystdlib":
+        from scaling.data.text_tasks import open_pystdlib
+        info, tokens, vocab = open_pystdlib(data, split, data_dir)
+    else:
+        from scaling.data.c4 import open_c4
+        info, tokens, vocab = open_c4(data, split, data_dir)
+    return TokenSource(info, tokens, int(seq_len), bytes_per_id=vocab.bytes_per_id, doc_eos=True)
+
+
+def register_seqio_tasks() -> list[str]:
+    """Register every seqio task (imports seqio/TensorFlow); returns the task names."""
+    from scaling.data import tasks
+    return tasks.register_all()
+
+
+if "seqio" in sys.modules:  # cheap then: register now, as the seam promises
+    register_seqio_tasks()
