@@ -119,3 +119,12 @@ def test_c4_on_mock_data(env, tmp_path):
     for s, e, text in zip(starts, ends, docs):
         assert int(vocab.bytes_per_id[toks[s:e]].sum()) == len(text.encode("utf-8"))
     check_relations(tr.batch(0, 2, seed=0))
+
+
+def test_importing_scaling_data_first_registers_tasks_when_seqio_loads():
+    """The other import order: scaling.data (cheap, no TF) first, seqio later."""
+    code = ("import sys, scaling.data; assert 'seqio' not in sys.modules; "
+            "import seqio; names = set(seqio.TaskRegistry.names()); "
+            "assert {'pystdlib_sp1024', 'synthetic_markov', 'c4_en'} <= names, sorted(names)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -29,8 +29,8 @@ library, and checks the cache's sha256 - typically 0.05-0.3 s.
 **seqio.** The same tasks exist as seqio tasks (``pystdlib_byte``, ``pystdlib_sp1024``, ...,
 ``synthetic_markov``, ``c4_en``), defined in :mod:`scaling.data.tasks`.  Importing
 ``seqio`` costs ~3.5 s (it imports TensorFlow), so ``import scaling.data`` registers them
-only when ``seqio`` is already imported; otherwise ``import scaling.data.tasks`` (or
-``register_seqio_tasks()``) does.  :func:`scaling.data.features.seqio_dataset` gives the
+at once if ``seqio`` is already imported, and otherwise through a one-shot import hook the
+moment ``seqio`` is imported; nothing pays for seqio that does not use it.  :func:`scaling.data.features.seqio_dataset` gives the
 packed seqio stream (``DecoderFeatureConverter(pack=True)``).
 
 **Bits per byte.** ``decoder_target_bytes`` holds the UTF-8 bytes behind each target
@@ -230,5 +230,37 @@ def register_seqio_tasks() -> list[str]:
     return tasks.register_all()
 
 
-if "seqio" in sys.modules:  # cheap then: register now, as the seam promises
+class _RegisterWhenSeqioLoads:
+    """A one-shot import hook: the moment ``seqio`` finishes importing, register our tasks.
+
+    ``import scaling.data`` thus registers the seqio tasks whichever is imported first,
+    without making every trainer process pay seqio's 3.5 s TensorFlow import.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "seqio":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec("seqio")
+        if spec is None or spec.loader is None:
+            return spec
+        original = spec.loader
+
+        class _Loader:
+            def create_module(self, spec_):
+                return original.create_module(spec_)
+
+            def exec_module(self, module):
+                original.exec_module(module)
+                register_seqio_tasks()
+
+        spec.loader = _Loader()
+        return spec
+
+
+if "seqio" in sys.modules:  # already imported: register now, as the seam promises
     register_seqio_tasks()
+elif not any(isinstance(f, _RegisterWhenSeqioLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenSeqioLoads())
