@@ -1,0 +1,656 @@
+"""Train one cell into its own run directory, resumably, on any mesh.
+
+``train(cell, run_dir)`` is the single entry point used by ``scaling train`` and by every
+launch backend.  The run directory is the whole truth about a run::
+
+    run_dir/
+      config.json        the cell (written first; a different cell in the same dir is an error)
+      checkpoints/       Orbax checkpoints: params, optimizer state, step, PRNG key (+ meta)
+      metrics.jsonl      one JSON row per logged step
+      tb/                TensorBoard events (tensorboardX)
+      summary.json       final numbers (see the brief's seam for its keys)
+      SUCCESS | DIVERGED last: marks the run finished
+
+Lifecycle of a call:
+
+1. **Validate before compiling.**  ``cell.validate()``, the mesh against the device count,
+   the batch against ``data x fsdp`` and the process count, sharded parameter dims against
+   their mesh axes, the task's vocabulary against the model's, and the token budget
+   against the split (``scaling.data.check_budget``).  Any failure is a one-line
+   :class:`~scaling.config.ConfigError`.
+2. **Finished?**  A directory with ``SUCCESS`` or ``DIVERGED`` returns its ``summary.json``.
+3. **Init or restore.**  The train state is ``{step, params, opt_state, rng}``; its
+   shardings come from the model's logical axis names (:mod:`scaling.sharding`).  If the
+   checkpoint manager has a step, the state is restored onto *this* mesh and
+   ``metrics.jsonl`` is truncated to rows ``step <= restored step``; the data position is
+   the step itself, because every batch is a pure function of (task, seed, step).
+4. **Loop.**  One jitted step per optimizer update (``grad_accum`` micro-batches are
+   scanned inside it and their gradient *sums* added, so accumulation equals one big batch
+   up to float reassociation).  Eval runs every ``eval_every`` steps and at the end on a
+   fixed set of validation batches.  Checkpoints every ``checkpoint_every`` steps
+   (async), at the end, and on SIGTERM (then the process exits with status 143).
+5. **Divergence.**  A non-finite train loss, or one more than ``max_loss_spike`` nats above
+   the running minimum (when that is > 0), writes ``DIVERGED`` and a summary with state
+   ``"diverged"``; the bad state is never checkpointed.
+
+Numbers such as parameter counts, FLOPs per token and the device peak come from
+:mod:`scaling.accounting` only.  Step ``s`` (1-based) trains on batch ``s - 1``; its row
+logs the loss of that batch *before* the update and the learning rate used by the update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from scaling.config import Cell, ConfigError, OptimConfig, cell_from_json, cell_to_json, to_dict
+
+EVAL_SEED = 1_000_003  # validation batches are the same for every cell of a task
+TRAIN_KEYS = ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
+              "decoder_positions", "decoder_loss_weights")
+EVAL_KEYS = TRAIN_KEYS + ("decoder_target_bytes",)
+
+
+# ----------------------------------------------------------------------------------------
+# Learning-rate schedule
+# ----------------------------------------------------------------------------------------
+
+
+def effective_warmup(optim: OptimConfig, steps: int) -> int:
+    """Warmup steps actually used: capped at ``steps - 1`` so the decay always gets >= 1 step."""
+    return max(0, min(optim.warmup_steps, steps - 1))
+
+
+def learning_rate(optim: OptimConfig, steps: int, step, xp=None):
+    """Learning rate used by the update of 1-based ``step`` (``xp``: numpy or jax.numpy).
+
+    * warmup (all schedules): ``peak * step / W`` for ``step <= W``;
+    * ``cosine``: ``final + (peak - final) * (1 + cos(pi * p)) / 2`` with
+      ``p = (step - W) / (steps - W)``, so it is exactly ``final_lr_frac * peak`` at ``step == steps``;
+    * ``wsd``: ``peak`` until the last ``decay_frac`` of the run, then linear to ``final``;
+    * ``constant``: ``peak``.
+    """
+    import numpy as np
+
+    xp = np if xp is None else xp
+    peak = optim.peak_lr
+    final = optim.final_lr_frac * peak
+    W = effective_warmup(optim, steps)
+    t = xp.asarray(step, dtype=xp.float32)
+    warm = peak * t / max(W, 1)
+    if optim.schedule == "cosine":
+        p = xp.clip((t - W) / max(steps - W, 1), 0.0, 1.0)
+        main = final + (peak - final) * 0.5 * (1.0 + xp.cos(math.pi * p))
+    elif optim.schedule == "wsd":
+        D = max(1, int(round(optim.decay_frac * steps)))
+        p = xp.clip((t - (steps - D)) / D, 0.0, 1.0)
+        main = peak + (final - peak) * p
+    else:
+        main = peak + 0.0 * t
+    return xp.where(t <= W, warm, main)
+
+
+def make_optimizer(optim: OptimConfig, steps: int):
+    """optax AdamW (decay on matrices only) after global-norm clipping, on :func:`learning_rate`."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def schedule(count):  # optax passes the number of updates already applied
+        return learning_rate(optim, steps, count + 1, jnp)
+
+    return optax.chain(
+        optax.clip_by_global_norm(optim.clip_norm),
+        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
+                    mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
+
+
+def _finite_or_none(x):
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """Rows of ``metrics.jsonl`` (a torn last line from a killed process is ignored)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _truncate_metrics(path: Path, max_step: int) -> list[dict]:
+    rows = [r for r in read_metrics(path.parent) if r.get("step", 0) <= max_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+    return rows
+
+
+_GIT_SHA: list = []
+
+
+def git_sha() -> str | None:
+    if not _GIT_SHA:
+        try:
+            out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                 capture_output=True, text=True, timeout=10)
+            _GIT_SHA.append(out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None)
+        except (OSError, subprocess.SubprocessError):
+            _GIT_SHA.append(None)
+    return _GIT_SHA[0]
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for k, dist in (("jax", "jax"), ("flax", "flax"), ("optax", "optax"), ("orbax", "orbax-checkpoint")):
+        try:
+            out[k] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[k] = None
+    return out
+
+
+def mfu_device_count() -> int:
+    """Devices whose peaks add up: all devices, except on CPU where the (virtual) devices of one
+    process share the same cores and the measured peak already covers the whole host."""
+    import jax
+
+    if jax.devices()[0].platform == "cpu":
+        return jax.process_count()
+    return jax.device_count()
+
+
+def _setup_compile_cache() -> None:
+    d = os.environ.get("SCALING_COMPILE_CACHE")
+    if not d:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", d)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+class _Timer:
+    """Accumulates wall seconds per phase: ``with timer('data'): ...``."""
+
+    def __init__(self):
+        self.t = {k: 0.0 for k in ("startup", "compile", "data", "train", "eval", "checkpoint")}
+
+    def __call__(self, key):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.t[key] += time.perf_counter() - self.t0
+
+        return _Ctx()
+
+
+# ----------------------------------------------------------------------------------------
+# Model functions (pure; jitted by train())
+# ----------------------------------------------------------------------------------------
+
+
+def loss_sums(model, params, batch):
+    """(sum of weighted token NLL in nats, sum of weights) over a batch."""
+    import jax
+    import jax.numpy as jnp
+
+    logits = model.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_segment_ids"],
+                         batch["decoder_positions"])
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    tgt = jnp.take_along_axis(logits, batch["decoder_target_tokens"][..., None], axis=-1)[..., 0]
+    w = batch["decoder_loss_weights"].astype(jnp.float32)
+    return jnp.sum((lse - tgt) * w), jnp.sum(w)
+
+
+def make_train_step(model, tx, grad_accum: int):
+    """``step(state, batch) -> (state, {'loss', 'grad_norm'})`` with ``grad_accum`` scanned micro-batches.
+
+    Each micro-batch contributes the gradient of its NLL *sum* divided by the token weight
+    of the whole batch, so the accumulated gradient is the gradient of the full-batch mean.
+    Micro-batch ``i`` takes rows ``i, i + A, i + 2A, ...`` so every data shard feeds every
+    micro-batch.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def step(state, batch):
+        params = state["params"]
+        denom = jnp.maximum(jnp.sum(batch["decoder_loss_weights"].astype(jnp.float32)), 1.0)
+
+        def micro(p, mb):
+            s, _ = loss_sums(model, p, mb)
+            return s / denom
+
+        grad_fn = jax.value_and_grad(micro)
+        if grad_accum == 1:
+            loss, grads = grad_fn(params, batch)
+        else:
+            mbs = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]),
+                                                      0, 1), batch)
+
+            def body(carry, mb):
+                g_acc, l_acc = carry
+                l, g = grad_fn(params, mb)
+                return (jax.tree.map(jnp.add, g_acc, g), l_acc + l), None
+
+            zeros = jax.tree.map(jnp.zeros_like, params)
+            (grads, loss), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)), mbs)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new = dict(state, step=state["step"] + 1, params=optax.apply_updates(params, updates), opt_state=opt_state)
+        return new, {"loss": loss, "grad_norm": grad_norm}
+
+    return step
+
+
+def make_eval_step(model):
+    import jax.numpy as jnp
+
+    def step(params, batch):
+        s, w = loss_sums(model, params, batch)
+        nbytes = jnp.sum(jnp.where(batch["decoder_loss_weights"] > 0, batch["decoder_target_bytes"], 0)
+                         .astype(jnp.float32))
+        return {"nll": s, "weight": w, "bytes": nbytes}
+
+    return step
+
+
+# ----------------------------------------------------------------------------------------
+# train()
+# ----------------------------------------------------------------------------------------
+
+
+def _load_finished(run_dir: Path) -> dict | None:
+    if (run_dir / "SUCCESS").exists() or (run_dir / "DIVERGED").exists():
+        p = run_dir / "summary.json"
+        if p.exists():
+            return json.loads(p.read_text())
+    return None
+
+
+def train(cell: Cell, run_dir, *, stop_after_step: int | None = None) -> dict:
+    """Train ``cell`` into ``run_dir`` (resuming or returning a finished summary); return the summary.
+
+    ``stop_after_step`` ends the call after that step with a checkpoint, as a preemption
+    would (summary state ``"partial"``, nothing marked finished); calling again resumes.
+    """
+    t_entry = time.perf_counter()
+    run_dir = Path(run_dir)
+    cell.validate()
+    done = _load_finished(run_dir)
+    if done is not None:
+        return done
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        try:
+            old = cell_from_json(cfg_path.read_text())
+        except (ConfigError, KeyError, TypeError, json.JSONDecodeError):
+            old = None
+        if old is not None and old.config_hash != cell.config_hash:
+            raise ConfigError(f"run_dir {run_dir} holds a different cell ({old.run_id}, not {cell.run_id}); "
+                              f"use a fresh --out directory")
+    if stop_after_step is not None and stop_after_step < 1:
+        raise ConfigError(f"stop_after_step={stop_after_step}: must be >= 1")
+
+    _setup_compile_cache()
+    from scaling import sharding
+
+    sharding.initialize_distributed()
+    return _Trainer(cell, run_dir, stop_after_step, t_entry).run()
+
+
+class _Trainer:
+    """One train() call: holds the compiled functions, the state and the bookkeeping."""
+
+    def __init__(self, cell: Cell, run_dir: Path, stop_after_step, t_entry: float):
+        import jax
+
+        from scaling import accounting, sharding
+        from scaling import data as sdata
+
+        self.cell, self.run_dir, self.stop_after_step = cell, run_dir, stop_after_step
+        self.timer = _Timer()
+        self.t_entry = t_entry
+        cfg = cell.model
+        self.steps = cell.steps
+        self.pi, self.pc = jax.process_index(), jax.process_count()
+        self.lead = self.pi == 0
+
+        # ---- validation (no compile, no data read yet) -------------------------------
+        self.mesh = sharding.make_mesh(cell.mesh)
+        sharding.check_divisibility(self.mesh, batch_size=cell.batch_size, grad_accum=cell.grad_accum,
+                                    model_cfg=cfg, process_count=self.pc)
+        v = sdata.vocab_size(cell.data)
+        if v > cfg.vocab_size:
+            raise ConfigError(f"model.vocab_size={cfg.vocab_size}: task {cell.data.task!r} with vocab "
+                              f"{cell.data.vocab!r} has {v} tokens; set vocab_size >= {v}")
+        self.task_vocab = v
+        if cell.eval_batches and (cell.batch_size // cell.grad_accum) % self.pc:
+            raise ConfigError(f"batch_size={cell.batch_size}: micro-batch not divisible by {self.pc} processes")
+
+        # ---- data ------------------------------------------------------------------
+        self.train_src = sdata.open_source(cell.data, "train", cfg.seq_len)
+        self.val_src = sdata.open_source(cell.data, "validation", cfg.seq_len)
+        self.info = self.train_src.info
+        self.epochs_planned = sdata.check_budget(self.info, cell.tokens_trained, cell.data.repeat)
+
+        # ---- accounting --------------------------------------------------------------
+        self.acc = accounting
+        self.flops_per_token = accounting.flops_per_token_all(cfg)
+        self.peak, self.peak_source = accounting.peak_flops(jax.devices()[0])
+        self.n_devices = jax.device_count()
+        self.mfu_devices = mfu_device_count()
+
+    # ------------------------------------------------------------------------------
+    def _build(self):
+        import flax.linen as nn
+        import jax
+        import jax.numpy as jnp
+
+        from scaling import sharding
+        from scaling.model import Decoder
+
+        cell, cfg = self.cell, self.cell.model
+        self.model = Decoder(cfg)
+        self.tx = make_optimizer(cell.optim, self.steps)
+        L = cfg.seq_len
+
+        def init_boxed(rng):
+            init_rng, _ = jax.random.split(rng)
+            z = jnp.zeros((1, L), jnp.int32)
+            params = self.model.init(init_rng, z, jnp.ones((1, L), jnp.int32), z)["params"]
+            return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": self.tx.init(params),
+                    "rng": rng}
+
+        def init_state(rng):
+            return nn.meta.unbox(init_boxed(rng))
+
+        self.rng0 = jax.random.PRNGKey(cell.seed)
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.RULES):
+            boxed = jax.eval_shape(init_boxed, self.rng0)
+            self.state_sh = sharding.logical_shardings(boxed, self.mesh)
+        self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                           nn.meta.unbox(boxed), self.state_sh)
+        self.batch_sh = sharding.batch_sharding(self.mesh)
+        rep = sharding.replicated(self.mesh)
+        B, mB = cell.batch_size, cell.batch_size // cell.grad_accum
+
+        def abstract_batch(rows, keys):
+            return {k: jax.ShapeDtypeStruct((rows, L), jnp.float32 if k == "decoder_loss_weights" else jnp.int32,
+                                            sharding=self.batch_sh) for k in keys}
+
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.RULES):
+            self.init_fn = jax.jit(init_state, out_shardings=self.state_sh).lower(self.rng0).compile()
+            self.step_fn = jax.jit(make_train_step(self.model, self.tx, cell.grad_accum),
+                                   in_shardings=(self.state_sh, self.batch_sh),
+                                   out_shardings=(self.state_sh, rep), donate_argnums=0
+                                   ).lower(self.abstract_state, abstract_batch(B, TRAIN_KEYS)).compile()
+            self.eval_fn = jax.jit(make_eval_step(self.model), in_shardings=(self.state_sh["params"], self.batch_sh),
+                                   out_shardings=rep
+                                   ).lower(self.abstract_state["params"], abstract_batch(mB, EVAL_KEYS)).compile()
+
+    def _global_batch(self, np_batch: dict, keys) -> dict:
+        import jax
+
+        return {k: jax.make_array_from_process_local_data(self.batch_sh, np_batch[k]) for k in keys}
+
+    def _train_batch(self, step_index: int) -> dict:
+        b = self.train_src.batch(step_index, self.cell.batch_size, seed=self.cell.seed,
+                                 process_index=self.pi, process_count=self.pc)
+        return self._global_batch(b, TRAIN_KEYS)
+
+    def _eval_batches(self) -> list:
+        mB = self.cell.batch_size // self.cell.grad_accum
+        return [self._global_batch(self.val_src.batch(i, mB, seed=EVAL_SEED, process_index=self.pi,
+                                                      process_count=self.pc), EVAL_KEYS)
+                for i in range(self.cell.eval_batches)]
+
+    def _evaluate(self, params) -> tuple[float, float | None]:
+        nll = w = nbytes = 0.0
+        outs = [self.eval_fn(params, b) for b in self.eval_data]
+        for o in outs:
+            nll += float(o["nll"]); w += float(o["weight"]); nbytes += float(o["bytes"])
+        loss = nll / max(w, 1.0)
+        bpb = nll / math.log(2) / nbytes if (self.info.has_bytes and nbytes > 0) else None
+        return loss, bpb
+
+    # ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        import jax
+
+        from scaling.checkpoint import Checkpointer
+
+        cell, run_dir, timer = self.cell, self.run_dir, self.timer
+        if self.lead:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not (run_dir / "config.json").exists():
+                (run_dir / "config.json").write_text(cell_to_json(cell))
+        t0 = time.perf_counter()
+        self._build()
+        timer.t["compile"] += time.perf_counter() - t0
+        self.ckpt = Checkpointer(run_dir / "checkpoints", keep_last=cell.keep_last, keep_every=cell.keep_every)
+
+        # ---- init or restore -------------------------------------------------------
+        with timer("checkpoint"):
+            latest = self.ckpt.latest_step()
+            meta = {}
+            if latest is not None:
+                state, meta = self.ckpt.restore(latest, self.abstract_state)
+                start = int(jax.device_get(state["step"]))
+            else:
+                state, start = None, 0
+        if state is None:
+            with timer("compile"):
+                state = self.init_fn(self.rng0)
+        metrics_path = run_dir / "metrics.jsonl"
+        rows = _truncate_metrics(metrics_path, start) if self.lead else []
+        self.running_min = meta.get("running_min_loss", None) if meta else None
+        if self.running_min is None:
+            losses = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
+            self.running_min = min(losses) if losses else math.inf
+
+        with timer("data"):
+            self.eval_data = self._eval_batches()
+        self.param_counts = self.acc.count_params_tree(jax.device_get(state["params"]), cell.model)
+        timer.t["startup"] = max(0.0, (time.perf_counter() - self.t_entry) - sum(timer.t.values()))
+
+        tb = None
+        if self.lead:
+            try:
+                from tensorboardX import SummaryWriter
+
+                tb = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None)
+            except ImportError:  # pragma: no cover - tensorboardX is a hard dependency
+                tb = None
+        mf = open(metrics_path, "a") if self.lead else None
+
+        # ---- SIGTERM -> checkpoint and exit -----------------------------------------
+        from scaling.checkpoint import install_sigterm_handler
+
+        guard = install_sigterm_handler(None)  # the loop polls guard.requested and saves itself
+
+        state_name = "done"
+        # a resumed run reports the last logged values until it logs new ones (e.g. when the final
+        # checkpoint was written but the process died before SUCCESS: nothing is left to train)
+        last = {"loss": rows[-1].get("train_loss") if rows else None, "eval_loss": None, "eval_bpb": None}
+        for r in reversed(rows):
+            if r.get("eval_loss") is not None:
+                last["eval_loss"], last["eval_bpb"] = r["eval_loss"], r.get("eval_bpb")
+                break
+        tokens_per_step = cell.tokens_per_step
+        train_time_run = 0.0  # data + train seconds for tokens/s
+        steps_run = 0
+        window_t, window_tokens = 0.0, 0
+        end_step = self.steps if self.stop_after_step is None else min(self.steps, self.stop_after_step)
+        step = start
+        try:
+            while step < end_step:
+                step += 1
+                t_a = time.perf_counter()
+                with timer("data"):
+                    batch = self._train_batch(step - 1)
+                with timer("train"):
+                    state, out = self.step_fn(state, batch)
+                    loss = float(out["loss"])
+                    grad_norm = float(out["grad_norm"])
+                dt = time.perf_counter() - t_a
+                train_time_run += dt
+                window_t += dt
+                window_tokens += tokens_per_step
+                steps_run += 1
+                last["loss"] = loss
+
+                diverged = not math.isfinite(loss) or (
+                    cell.max_loss_spike > 0 and math.isfinite(self.running_min)
+                    and loss > self.running_min + cell.max_loss_spike)
+                if math.isfinite(loss):
+                    self.running_min = min(self.running_min, loss)
+
+                is_last = step == self.steps
+                do_eval = (not diverged) and (is_last or (cell.eval_every > 0 and step % cell.eval_every == 0))
+                ev_loss = ev_bpb = None
+                if do_eval:
+                    with timer("eval"):
+                        ev_loss, ev_bpb = self._evaluate(state["params"])
+                    last["eval_loss"], last["eval_bpb"] = ev_loss, ev_bpb
+
+                if self.lead and (diverged or do_eval or is_last or step % cell.log_every == 0
+                                  or step == end_step):
+                    tps = window_tokens / window_t if window_t > 0 else None
+                    row = self._row(step, loss, grad_norm, ev_loss, ev_bpb, tps)
+                    mf.write(json.dumps(row) + "\n")
+                    mf.flush()
+                    if tb is not None:
+                        for k, v in row.items():
+                            if k != "step" and isinstance(v, (int, float)) and v is not None:
+                                tb.add_scalar(k, v, step)
+                    window_t, window_tokens = 0.0, 0
+
+                if diverged:
+                    state_name = "diverged"
+                    break
+                if guard.requested:
+                    with timer("checkpoint"):
+                        self._save(step, state)
+                        self.ckpt.wait()
+                    state_name = "sigterm"
+                    break
+                if step % cell.checkpoint_every == 0 or step == end_step:
+                    with timer("checkpoint"):
+                        self._save(step, state)
+        finally:
+            guard.uninstall()
+            if mf is not None:
+                mf.close()
+            if tb is not None:
+                tb.close()
+            with timer("checkpoint"):
+                self.ckpt.wait()
+                self.ckpt.close()
+
+        if state_name == "sigterm":
+            raise SystemExit(128 + signal.SIGTERM)
+        if state_name == "done" and step < self.steps:
+            state_name = "partial"
+        tokens_per_s = (steps_run * tokens_per_step / train_time_run) if train_time_run > 0 else None
+        summary = self._summary(state_name, step, last, tokens_per_s)
+        if self.lead and state_name in ("done", "diverged"):
+            _write_json_atomic(run_dir / "summary.json", summary)
+            (run_dir / ("SUCCESS" if state_name == "done" else "DIVERGED")).write_text(
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+        return summary
+
+    def _save(self, step: int, state) -> None:
+        meta = {"step": step, "data_position": step, "running_min_loss": _finite_or_none(self.running_min),
+                "cell": to_dict(self.cell), "run_id": self.cell.run_id}
+        self.ckpt.save(step, state, meta)
+
+    def _row(self, step, loss, grad_norm, ev_loss, ev_bpb, tps) -> dict:
+        cell = self.cell
+        tokens = step * cell.tokens_per_step
+        row = {"step": step, "train_loss": _finite_or_none(loss),
+               "lr": float(learning_rate(cell.optim, self.steps, step)),
+               "grad_norm": _finite_or_none(grad_norm), "tokens_seen": tokens,
+               "epoch": tokens / self.info.num_tokens if self.info.num_tokens else None}
+        if ev_loss is not None:
+            row["eval_loss"] = ev_loss
+            row["eval_bpb"] = ev_bpb
+        for conv, f in self.flops_per_token.items():
+            row[f"flops_{conv}"] = f * tokens
+        row["tokens_per_s"] = tps
+        row["mfu"] = (self.acc.mfu(tps, self.flops_per_token[cell.flops_convention], self.mfu_devices, self.peak)
+                      if tps else None)
+        return row
+
+    def _summary(self, state_name: str, step: int, last: dict, tokens_per_s) -> dict:
+        cell, cfg = self.cell, self.cell.model
+        tokens = step * cell.tokens_per_step
+        wall = time.perf_counter() - self.t_entry
+        fpt = self.flops_per_token
+        return {
+            "run_id": cell.run_id, "state": state_name, "steps": step, "steps_planned": self.steps,
+            "tokens_seen": tokens,
+            "tokens_unique": min(tokens, self.info.num_tokens) if self.info.num_tokens else tokens,
+            "epochs": tokens / self.info.num_tokens if self.info.num_tokens else None,
+            "params": self.param_counts.as_dict(),
+            "flops_per_token": dict(fpt),
+            "flops_achieved": {k: v * tokens for k, v in fpt.items()},
+            "budget": cell.budget, "flops_convention": cell.flops_convention,
+            "final_eval_loss": last["eval_loss"], "final_eval_bpb": last["eval_bpb"],
+            "final_train_loss": _finite_or_none(last["loss"]),
+            "tokens_per_s": tokens_per_s,
+            "mfu": (self.acc.mfu(tokens_per_s, fpt[cell.flops_convention], self.mfu_devices, self.peak)
+                    if tokens_per_s else None),
+            "peak_flops": self.peak, "peak_flops_source": self.peak_source, "n_devices": self.n_devices,
+            "wall_s": wall, "compile_s": self.timer.t["compile"], "timing": dict(self.timer.t),
+            "git_sha": git_sha(), "versions": _versions(),
+            "task": self.info.name, "corpus_hash": self.info.corpus_hash, "vocab_hash": self.info.vocab_hash,
+            "entropy_rate": self.info.entropy_rate,
+            "schedule": cell.optim.schedule, "peak_lr": cell.optim.peak_lr,
+            "warmup_steps": effective_warmup(cell.optim, self.steps),
+            "batch_size": cell.batch_size, "seq_len": cfg.seq_len, "grad_accum": cell.grad_accum,
+            "mesh": dict(self.mesh.shape), "model": dataclasses.asdict(cfg),
+        }
