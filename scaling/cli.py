@@ -32,7 +32,9 @@ def _add_shape_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model shape (a family member, or explicit shape flags)")
     g.add_argument("--member", help="a family member, e.g. from `scaling.families.list_members()`")
     for f in SHAPE_FLAGS:
-        g.add_argument("--" + f.replace("_", "-"), dest=f, type=int)
+        g.add_argument("--" + f.replace("_", "-"), dest=f, type=int,
+                       help={"kv_size": "head dim (default d_model / n_heads)",
+                             "ffw_size": "MLP width (default 4 * d_model)"}.get(f))
     g.add_argument("--norm", choices=("rmsnorm", "layernorm"))
     g.add_argument("--position", choices=("rope", "learned"))
     g.add_argument("--activation", choices=("gelu", "swiglu", "relu"))
@@ -49,6 +51,13 @@ def _model_from_args(args, *, vocab_size: int, seq_len: int, tied: bool) -> Mode
 
         return families.member_config(args.member, vocab_size=vocab_size, seq_len=seq_len,
                                       tied_embeddings=tied, **given, **extra).validate()
+    if "kv_size" not in given and "d_model" in given and "n_heads" in given:
+        if given["d_model"] % given["n_heads"]:
+            raise ConfigError(f"--d-model {given['d_model']} is not divisible by --n-heads {given['n_heads']}; "
+                              f"pick n_heads dividing d_model, or give --kv-size explicitly")
+        given["kv_size"] = given["d_model"] // given["n_heads"]
+    if "ffw_size" not in given and "d_model" in given:
+        given["ffw_size"] = 4 * given["d_model"]
     missing = [f for f in SHAPE_FLAGS if f not in given]
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)

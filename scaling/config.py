@@ -254,8 +254,10 @@ class Cell:
     ``steps = tokens // (batch_size * model.seq_len)`` optimiser steps (``tokens`` must be
     at least one batch) and the LR schedule spans exactly those steps.  ``batch_size`` is
     the global number of sequences per optimiser step; ``grad_accum`` splits it into that
-    many micro-batches.  ``eval_every`` (steps) and ``eval_batches`` control held-out
-    evaluation, which also always runs at the final step.  ``budget`` and
+    many micro-batches.  ``eval_every`` (steps) and ``eval_batches`` x ``eval_batch_size``
+    sequences control held-out evaluation, which also always runs at the final step; the
+    eval set is independent of the training batch, so every cell of a sweep is scored on the
+    same validation tokens.  ``budget`` and
     ``flops_convention`` record which IsoFLOP budget (if any) the cell was planned for.
     """
 
@@ -270,6 +272,7 @@ class Cell:
     grad_accum: int = 1
     eval_every: int = 0  # 0: only at the end
     eval_batches: int = 4
+    eval_batch_size: int = 32  # sequences per eval batch: the same held-out tokens for every cell
     log_every: int = 1
     checkpoint_every: int = 100
     keep_last: int = 2
@@ -304,6 +307,7 @@ class Cell:
                  f"tokens={self.tokens}: below one batch ({self.batch_size} x {self.model.seq_len} = "
                  f"{self.tokens_per_step} tokens); raise --tokens or lower --batch")
         _require(self.eval_batches >= 1, f"eval_batches={self.eval_batches}: must be >= 1")
+        _require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size}: must be >= 1")
         _require(self.log_every >= 1, f"log_every={self.log_every}: must be >= 1")
         _require(self.checkpoint_every >= 1, f"checkpoint_every={self.checkpoint_every}: must be >= 1")
         _require(self.keep_last >= 1, f"keep_last={self.keep_last}: must be >= 1")

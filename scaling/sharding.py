@@ -83,13 +83,17 @@ def batch_shards(mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
-def check_divisibility(mesh, *, batch_size: int, grad_accum: int, model_cfg, process_count: int = 1) -> None:
+def check_divisibility(mesh, *, batch_size: int, grad_accum: int, model_cfg, process_count: int = 1,
+                       eval_batch_size: int | None = None) -> None:
     """ConfigError (one line) if the batch or any sharded parameter dim does not divide its mesh axes."""
     n = batch_shards(mesh)
     micro = batch_size // grad_accum
     if micro % n:
         raise ConfigError(f"batch_size={batch_size} (micro-batch {micro} with grad_accum={grad_accum}) is not "
                           f"divisible by mesh data*fsdp={n}; use a batch that is a multiple of {n * grad_accum}")
+    if eval_batch_size is not None and (eval_batch_size % n or eval_batch_size % process_count):
+        raise ConfigError(f"eval_batch_size={eval_batch_size}: not divisible by mesh data*fsdp={n} and "
+                          f"{process_count} processes; use a multiple of {n * process_count}")
     if batch_size % process_count:
         raise ConfigError(f"batch_size={batch_size}: not divisible by the {process_count} processes")
     t, f = mesh.shape["tensor"], mesh.shape["fsdp"]

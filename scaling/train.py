@@ -362,14 +362,12 @@ class _Trainer:
         # ---- validation (no compile, no data read yet) -------------------------------
         self.mesh = sharding.make_mesh(cell.mesh)
         sharding.check_divisibility(self.mesh, batch_size=cell.batch_size, grad_accum=cell.grad_accum,
-                                    model_cfg=cfg, process_count=self.pc)
+                                    model_cfg=cfg, process_count=self.pc, eval_batch_size=cell.eval_batch_size)
         v = sdata.vocab_size(cell.data)
         if v > cfg.vocab_size:
             raise ConfigError(f"model.vocab_size={cfg.vocab_size}: task {cell.data.task!r} with vocab "
                               f"{cell.data.vocab!r} has {v} tokens; set vocab_size >= {v}")
         self.task_vocab = v
-        if cell.eval_batches and (cell.batch_size // cell.grad_accum) % self.pc:
-            raise ConfigError(f"batch_size={cell.batch_size}: micro-batch not divisible by {self.pc} processes")
 
         # ---- data ------------------------------------------------------------------
         self.train_src = sdata.open_source(cell.data, "train", cfg.seq_len)
@@ -430,7 +428,7 @@ class _Trainer:
                                    ).lower(self.abstract_state, abstract_batch(B, TRAIN_KEYS)).compile()
             self.eval_fn = jax.jit(make_eval_step(self.model), in_shardings=(self.state_sh["params"], self.batch_sh),
                                    out_shardings=rep
-                                   ).lower(self.abstract_state["params"], abstract_batch(mB, EVAL_KEYS)).compile()
+                                   ).lower(self.abstract_state["params"], abstract_batch(cell.eval_batch_size, EVAL_KEYS)).compile()
 
     def _global_batch(self, np_batch: dict, keys) -> dict:
         import jax
@@ -443,8 +441,8 @@ class _Trainer:
         return self._global_batch(b, TRAIN_KEYS)
 
     def _eval_batches(self) -> list:
-        mB = self.cell.batch_size // self.cell.grad_accum
-        return [self._global_batch(self.val_src.batch(i, mB, seed=EVAL_SEED, process_index=self.pi,
+        eB = self.cell.eval_batch_size
+        return [self._global_batch(self.val_src.batch(i, eB, seed=EVAL_SEED, process_index=self.pi,
                                                       process_count=self.pc), EVAL_KEYS)
                 for i in range(self.cell.eval_batches)]
 
