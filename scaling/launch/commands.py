@@ -1,0 +1,289 @@
+"""``scaling plan | sweep | status``: dry-run a sweep, launch it anywhere, watch it.
+
+* ``scaling plan EXP [--format text|json|csv] [--out DIR]``: the cells EXP expands to with
+  every parameter basis, tokens, steps, batch, LR, warmup, FLOPs per convention, planned vs
+  achieved FLOPs and an estimated wall time (from runs already in ``--out``, else the device
+  peak x an assumed MFU), then the planner's warnings.  Pure: no JAX, no data.
+* ``scaling sweep EXP --out DIR [--backend local|slurm|ray] [--workers K]``: plan, write
+  ``DIR/cells.jsonl``, start the workers, show progress (cells, FLOPs, ETA), then write
+  ``DIR/results.{parquet,csv}``, print where the time went, and write ``DIR/report/``.
+  Relaunching the same command skips finished cells and resumes partial ones.
+* ``scaling status DIR [--format text|json]``: per-cell state table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from scaling.config import ConfigError
+
+PLAN_TEXT_COLS = ("run_id", "group", "shape", "n_total", "n_non_embedding", "n_embedding", "tokens", "steps",
+                  "batch_size", "peak_lr", "warmup_steps", "budget", "flops_achieved", "tokens_per_param",
+                  "est_wall_s")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,d}" if abs(v) < 1e7 else f"{v:.3g}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _table(rows: list[dict], cols) -> str:
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(x[i]) for x in cells]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _hms(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# ------------------------------------------------------------------------------ plan
+def cmd_plan(args) -> int:
+    from scaling import sweep as sweep_mod
+
+    sw = sweep_mod.load_sweep(args.experiment)
+    p = sweep_mod.plan(sw, out_dir=args.out)
+    rows = list(p.rows)
+    if args.format == "json":
+        print(json.dumps({"sweep": sw.name, "cells": rows, "warnings": list(p.warnings)}, indent=1, default=str))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        rate, src = sweep_mod.throughput_estimate(args.out)
+        print(_table(rows, PLAN_TEXT_COLS))
+        est = sum(r["est_wall_s"] or 0 for r in rows) if rate else None
+        print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention}); "
+              f"estimated {_hms(est)} of compute at {rate or 0:.3g} FLOP/s ({src})")
+    for w in p.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------ status
+def status_rows(out) -> list[dict]:
+    from scaling.launch import state
+
+    out = Path(out)
+    cells = state.read_cells(out)
+    ids = [c.run_id for c in cells]
+    runs = out / "runs"
+    if runs.is_dir():
+        ids += sorted(d.name for d in runs.iterdir() if d.is_dir() and d.name not in set(ids))
+    rows = []
+    for rid in ids:
+        d = state.run_dir(out, rid)
+        st = state.cell_state(d)
+        row = {"run_id": rid, "state": st}
+        if st == "planned" and (d / "checkpoints").is_dir() and any((d / "checkpoints").iterdir()):
+            row["state"] = "partial"
+        try:
+            s = json.loads((d / "summary.json").read_text())
+            row.update(steps=s.get("steps"), eval_loss=s.get("final_eval_loss"), wall_s=s.get("wall_s"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        if st == "failed":
+            row["error"] = ((d / "FAILED").read_text().strip().splitlines() or [""])[-1][:120]
+        rows.append(row)
+    return rows
+
+
+def cmd_status(args) -> int:
+    out = Path(args.dir)
+    if not out.is_dir():
+        raise ConfigError(f"status {args.dir}: no such sweep directory; pass the --out of `scaling sweep`")
+    rows = status_rows(out)
+    if args.format == "json":
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    print(_table(rows, ("run_id", "state", "steps", "eval_loss", "wall_s", "error")))
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+# ------------------------------------------------------------------------------ sweep
+def make_backend(name: str, out, workers: int, *, address: str | None = None, retry_failed: bool = True):
+    if name == "local":
+        from scaling.launch.local import LocalPool
+
+        return LocalPool(out, workers, retry_failed=retry_failed)
+    if name == "slurm":
+        from scaling.launch.slurm import SlurmArray
+
+        return SlurmArray(out, workers, retry_failed=retry_failed)
+    if name == "ray":
+        from scaling.launch.ray import RayTasks
+
+        return RayTasks(out, workers, address=address, retry_failed=retry_failed)
+    raise ConfigError(f"--backend {name!r}: choose local, slurm or ray")
+
+
+def default_workers(n_cells: int) -> int:
+    """``--workers`` default: on a CPU-only machine one worker per core (at most 8, at most one
+    per cell) since tiny models use one core well; with a GPU/TPU visible, one worker."""
+    accel = any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/accel0", "/dev/vfio")) or \
+        os.environ.get("JAX_PLATFORMS", "") not in ("", "cpu")
+    if accel:
+        return 1
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(ncpu, 8, n_cells))
+
+
+def progress(out, cells, flops: dict) -> tuple[int, float, dict]:
+    from scaling.launch import state
+
+    done, fdone, counts = 0, 0.0, {}
+    for c in cells:
+        st = state.cell_state(state.run_dir(out, c.run_id))
+        counts[st] = counts.get(st, 0) + 1
+        if st in ("done", "diverged"):
+            done += 1
+            fdone += flops[c.run_id]
+    return done, fdone, counts
+
+
+def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = None, address: str | None = None,
+              report: bool = True, retry_failed: bool = True, poll_s: float = 1.0, quiet: bool = False) -> dict:
+    """Plan ``experiment`` (a path or a Sweep), train every cell on ``backend``, build results.
+
+    Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report", "errors"}``.
+    Raises ConfigError for a malformed experiment before any worker starts.
+    """
+    from scaling import results as results_mod
+    from scaling import sweep as sweep_mod
+    from scaling.launch import state
+
+    t_start = time.time()
+    sw = sweep_mod.load_sweep(experiment) if not isinstance(experiment, sweep_mod.Sweep) else experiment
+    out = Path(out)
+    p = sweep_mod.plan(sw, out_dir=out if out.exists() else None, estimate=False)
+    for w in p.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    state.write_cells(out, p.cells, p.rows)
+    flops = {r["run_id"]: r["flops_achieved"] for r in p.rows}
+    total_f = sum(flops.values())
+    n = len(p.cells)
+    done0, f0, _ = progress(out, p.cells, flops)
+    if workers is None:
+        workers = default_workers(n - done0) if backend == "local" else 1
+    be = make_backend(backend, out, workers, address=address, retry_failed=retry_failed)
+    tty = sys.stderr.isatty()
+    last_line, last_print = "", 0.0
+    errors: list[str] = []
+    if done0 < n:
+        be.start()
+        try:
+            while True:
+                alive = be.running()
+                done, fdone, counts = progress(out, p.cells, flops)
+                el = time.time() - t_start
+                rate = (fdone - f0) / el if fdone > f0 else 0.0
+                eta = (total_f - fdone) / rate if rate > 0 else None
+                width = 24
+                fill = int(width * done / max(n, 1))
+                line = (f"[{'#' * fill}{'.' * (width - fill)}] cells {done}/{n}  FLOPs {fdone:.3g}/{total_f:.3g} "
+                        f"({100 * fdone / max(total_f, 1e-30):.0f}%)  elapsed {_hms(el)}  ETA {_hms(eta)}"
+                        + (f"  failed {counts['failed']}" if counts.get("failed") else ""))
+                key = (done, counts.get("failed", 0))
+                if not quiet and tty:
+                    print("\r" + line, end="", file=sys.stderr, flush=True)
+                elif not quiet and (key != last_line or time.time() - last_print > 30):
+                    print(line, file=sys.stderr, flush=True)  # logs: on progress or every 30 s
+                    last_line, last_print = key, time.time()
+                if not alive:
+                    break
+                time.sleep(poll_s)
+        finally:
+            errors = be.errors()
+            be.stop()
+        if tty and not quiet:
+            print(file=sys.stderr)
+    _, _, counts = progress(out, p.cells, flops)
+    ids = [c.run_id for c in p.cells]
+    df = results_mod.write_table(out, run_ids=ids)
+    summaries = [s for s in results_mod.read_summaries(out) if s.get("run_id") in set(ids)]
+    tot = results_mod.timing_breakdown(summaries)
+    for k, v in getattr(be, "overhead_s", {}).items():  # e.g. data preparation before the pool
+        tot[k] = tot.get(k, 0.0) + v
+    wall = time.time() - t_start
+    if not quiet:
+        print(f"{len(df)} of {n} cells finished -> {out / 'results.parquet'}; states: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        print(results_mod.format_breakdown(tot, wall))
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+    rep = None
+    done_df = df[df["state"] == "done"] if len(df) else df
+    if report and len(done_df):
+        try:
+            from analysis.report import write_report
+
+            rep = write_report(done_df, out / "report", **sw.report_columns())
+            if not quiet:
+                print(f"report -> {out / 'report'}")
+        except Exception as e:  # noqa: BLE001 - a fit failure must not lose the trained sweep
+            import traceback
+
+            errors.append(f"report: {type(e).__name__}: {e}")
+            print(f"error: report failed: {e}\n{traceback.format_exc()}", file=sys.stderr)
+    return {"plan": p, "results": df, "states": counts, "breakdown": tot, "report": rep, "errors": errors,
+            "wall_s": wall}
+
+
+def cmd_sweep(args) -> int:
+    res = run_sweep(args.experiment, args.out, backend=args.backend, workers=args.workers, address=args.address,
+                    report=not args.no_report, retry_failed=not args.no_retry_failed)
+    st = res["states"]
+    return 0 if st.get("done", 0) + st.get("diverged", 0) == len(res["plan"].cells) and not res["errors"] else 1
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("plan", help="dry-run a sweep: cells, parameter bases, tokens, FLOPs, wall-time estimate")
+    p.add_argument("experiment", help="an experiment file, e.g. experiments/quickstart.py")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    p.add_argument("--out", help="a sweep directory whose finished runs calibrate the wall-time estimate")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("sweep", help="train every cell of a sweep (resumable), then results table and report")
+    p.add_argument("experiment", help="an experiment file, e.g. experiments/quickstart.py")
+    p.add_argument("--out", required=True, help="the sweep directory (runs/, results.*, report/)")
+    p.add_argument("--backend", choices=("local", "slurm", "ray"), default="local")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel workers: local processes, SLURM array tasks, Ray tasks (default: local on CPU, "
+                        "one per core up to 8; with a GPU/TPU, 1; slurm/ray: 1)")
+    p.add_argument("--address", help="Ray cluster address (ray backend; default: start a local Ray)")
+    p.add_argument("--no-report", action="store_true", help="skip analysis.report at the end")
+    p.add_argument("--no-retry-failed", action="store_true", help="leave FAILED cells alone on relaunch")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("status", help="per-cell state of a sweep directory")
+    p.add_argument("dir")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_status)

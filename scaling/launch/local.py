@@ -1,0 +1,75 @@
+"""Local backend: a pool of K worker processes on this machine.
+
+Each worker is a fresh ``python -m scaling.launch.worker`` process that trains many cells,
+so imports and XLA compilation (with the persistent compilation cache, shared through
+``OUT/.jax_cache`` or ``$SCALING_COMPILE_CACHE``) are paid once per worker.  On CPU the
+workers split the cores: worker i is pinned with ``sched_setaffinity`` to its own slice of
+the launcher's CPUs before JAX starts (XLA and TF size their thread pools from the affinity
+mask), and OMP/TF thread counts are set to the slice size.  Before the pool starts, one process
+prepares every dataset and vocabulary the cells need (no races between workers).  Workers die with the launcher
+(``PR_SET_PDEATHSIG``), so a killed sweep leaves stale locks that the next launch breaks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class LocalPool:
+    name = "local"
+
+    def __init__(self, out, workers: int = 1, *, pin: bool = True, retry_failed: bool = True, prepare: bool = True):
+        self.out = Path(out)
+        self.workers = max(1, int(workers))
+        self.pin = pin
+        self.retry_failed = retry_failed
+        self.prepare = prepare
+        self.overhead_s: dict[str, float] = {}  # launcher-side time, added to the breakdown
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        if self.prepare and self.workers > 1 and not os.environ.get("SCALING_TRAIN_FN"):
+            # one process builds datasets/vocabularies first, so K workers never race on them
+            import time
+
+            t0 = time.time()
+            with open(self.out / "prepare.log", "ab") as log:
+                rc = subprocess.call([sys.executable, "-m", "scaling.launch.worker", str(self.out), "--prepare"],
+                                     env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.overhead_s["startup"] = self.overhead_s.get("startup", 0.0) + time.time() - t0
+            if rc != 0:
+                print(f"warning: data preparation failed (see {self.out}/prepare.log); workers will retry",
+                      file=sys.stderr)
+        for i in range(self.workers):
+            cmd = [sys.executable, "-m", "scaling.launch.worker", str(self.out), "--index", str(i),
+                   "--count", str(self.workers), "--die-with-parent"]
+            if self.pin:
+                cmd.append("--pin")
+            if not self.retry_failed:
+                cmd.append("--no-retry-failed")
+            log = open(self.out / f"worker-{i}.log", "ab")
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+    def running(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
+
+    def errors(self) -> list[str]:
+        return [f"worker {i} exited with status {p.returncode} (see {self.out}/worker-{i}.log)"
+                for i, p in enumerate(self.procs) if p.returncode not in (0, None)]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -1,0 +1,204 @@
+"""The planner: grids, run identity, FLOP accounting per cell, warnings, malformed experiments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scaling import accounting
+from scaling.config import ConfigError, DataConfig, ModelConfig, OptimConfig
+from scaling.sweep import (Allocation, IsoFLOP, NxD, Plan, Prior, Recipe, Sweep, load_sweep, plan)
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+RECIPE = Recipe(data=DataConfig(task="pystdlib", vocab="sp1024"), seq_len=128, batch_size=16,
+                optim=OptimConfig(peak_lr=3e-3, warmup_steps=50))
+
+
+def test_quickstart_plan_is_an_isoflop_grid_with_exact_accounting():
+    sw = load_sweep(EXPERIMENTS / "quickstart.py")
+    p = plan(sw, estimate=False)
+    budgets = sorted({r["budget"] for r in p.rows})
+    assert len(budgets) >= 3
+    tpb = sw.recipe.batch_size * sw.recipe.seq_len
+    for C in budgets:
+        rows = [r for r in p.rows if r["budget"] == C]
+        assert len(rows) >= 5
+        ns = sorted(r["n_non_embedding"] for r in rows)
+        assert len(set(ns)) == len(ns), "sizes within a budget are distinct"
+    for cell, r in zip(p.cells, p.rows):
+        assert cell.run_id == r["run_id"] and r["tokens"] % tpb == 0 and r["tokens"] == cell.tokens
+        fpt = accounting.flops_per_token(cell.model, sw.recipe.flops_convention)
+        assert r["flops_achieved"] == pytest.approx(r["tokens"] * fpt)
+        # whole batches: achieved within half a batch of the budget
+        assert abs(r["flops_achieved"] - r["budget"]) <= 0.5 * tpb * fpt + 1
+        counts = accounting.count_params(cell.model)
+        assert (r["n_total"], r["n_non_embedding"], r["n_embedding"]) == (counts.total, counts.non_embedding,
+                                                                        counts.embedding)
+        for conv in accounting.CONVENTIONS:
+            assert r[f"flops_{conv}"] == pytest.approx(r["tokens"] * accounting.flops_per_token(cell.model, conv))
+        assert cell.budget == r["budget"] and cell.group == "isoflop" and cell.steps >= 1
+    assert len({c.run_id for c in p.cells}) == len(p.cells)
+
+
+def test_isoflop_sizes_log_spaced_and_centred_on_prior():
+    prior = Prior(tokens_per_param=20.0)
+    sw = Sweep(name="c", recipe=RECIPE, grid=IsoFLOP(budgets=(1e13,), n_sizes=7, span=4.0, prior=prior),
+               n_basis="non_embedding")
+    p = plan(sw, estimate=False)
+    targets = [r["n_target"] for r in p.rows]
+    assert len(targets) == 7
+    ratios = [b / a for a, b in zip(targets, targets[1:])]
+    assert all(r == pytest.approx(4.0 ** (1 / 3)) for r in ratios)
+    assert math.sqrt(targets[0] * targets[-1]) == pytest.approx(prior.n_opt(1e13))
+    assert prior.n_opt(1e13) == pytest.approx(math.sqrt(1e13 / 120))
+    ns = [r["n_non_embedding"] for r in p.rows]
+    assert ns == sorted(ns) and ns[0] < prior.n_opt(1e13) < ns[-1]
+    ch = Prior.chinchilla()
+    assert ch.a == pytest.approx(0.28 / 0.62)
+
+
+def test_allocation_pairs_chinchilla_vs_kaplan():
+    sw = load_sweep(EXPERIMENTS / "chinchilla_vs_gopher.py")
+    p = plan(sw, estimate=False)
+    by = {}
+    for r in p.rows:
+        by.setdefault(r["budget"], {})[r["group"]] = r
+    assert len(by) >= 3
+    for C, pair in by.items():
+        assert set(pair) == {"chinchilla_rule", "kaplan_rule"}
+        # above the anchor, Kaplan's steeper rule picks a bigger model trained on fewer tokens
+        assert pair["kaplan_rule"]["n_total"] > pair["chinchilla_rule"]["n_total"]
+        assert pair["kaplan_rule"]["tokens"] < pair["chinchilla_rule"]["tokens"]
+        for r in pair.values():
+            assert abs(r["flops_achieved"] / C - 1) < 0.05
+
+
+def test_nxd_grid_horizons_lr_sweep_and_lr_rule_hook():
+    rule = lambda cfg, counts: 1e-3 * (1e5 / counts.non_embedding) ** 0.5  # noqa: E731
+    sw = Sweep(name="n", recipe=dataclasses.replace(RECIPE, lr_rule=rule, warmup_frac=0.1),
+               grid=NxD(sizes=(3e4, 1e5), tokens_per_param=(10, 40)), n_basis="non_embedding")
+    p = plan(sw, estimate=False)
+    assert len(p.cells) == 4 and {c.group for c in p.cells} == {"nxd"}
+    for c, r in zip(p.cells, p.rows):
+        assert c.optim.peak_lr == pytest.approx(rule(c.model, accounting.count_params(c.model)))
+        assert c.optim.warmup_steps == min(50, round(0.1 * c.steps))
+        assert r["budget"] is None and r["flops_planned"] == r["flops_achieved"]
+    lr = load_sweep(EXPERIMENTS / "lr_sweep.py")
+    pl = plan(lr, estimate=False)
+    lrs = {c.optim.peak_lr for c in pl.cells}
+    assert len(lrs) == 5 and len(pl.cells) == 15 and {c.group for c in pl.cells} == {"lr_sweep"}
+
+
+def test_every_shipped_experiment_plans():
+    for f in sorted(EXPERIMENTS.glob("*.py")):
+        p = plan(load_sweep(f), estimate=False)
+        assert isinstance(p, Plan) and p.cells, f
+    big = plan(load_sweep(EXPERIMENTS / "chinchilla_isoflop.py"), estimate=False)
+    assert sorted({r["budget"] for r in big.rows}) == [6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21]
+    assert all(c.data.task == "c4_en" for c in big.cells)
+
+
+def test_run_identity_is_stable_and_result_sensitive():
+    a = plan(load_sweep(EXPERIMENTS / "quickstart.py"), estimate=False)
+    b = plan(load_sweep(EXPERIMENTS / "quickstart.py"), estimate=False)
+    assert [c.run_id for c in a.cells] == [c.run_id for c in b.cells]
+    sw = load_sweep(EXPERIMENTS / "quickstart.py")
+    c = plan(dataclasses.replace(sw, recipe=dataclasses.replace(sw.recipe, seed=1)), estimate=False)
+    assert not {x.run_id for x in a.cells} & {x.run_id for x in c.cells}
+
+
+def test_warnings_for_unbracketable_and_moved_sizes():
+    sw = Sweep(name="w", recipe=RECIPE, grid=IsoFLOP(budgets=(1e13,), n_sizes=2, span=1.5), n_basis="non_embedding")
+    p = plan(sw, estimate=False)
+    assert any("a parabola needs >= 3" in w for w in p.warnings)
+    # a budget too small for the bigger sizes: those are dropped with a warning, the rest kept
+    sw = Sweep(name="w", recipe=RECIPE, grid=IsoFLOP(budgets=(2e10,), n_sizes=3, span=10.0, centres=(1e7,)),
+               n_basis="non_embedding")
+    p = plan(sw, estimate=False)
+    assert any("dropped size" in w for w in p.warnings)
+    assert any("cannot bracket the predicted optimum" in w for w in p.warnings)
+    assert len(p.cells) == 1
+    fixed = lambda n, V, L: ModelConfig(vocab_size=V, seq_len=L, d_model=32, n_layers=2, n_heads=2, kv_size=16,  # noqa: E731
+                                        ffw_size=128)
+    sw = Sweep(name="w", recipe=RECIPE, family=fixed, grid=NxD(sizes=(1e4, 1e6), tokens=(1e6,)))
+    p = plan(sw, estimate=False)
+    assert len(p.cells) == 1 and any("duplicate" in w for w in p.warnings)
+    assert any("moved N" in w for w in p.warnings)
+
+
+@pytest.mark.parametrize("grid, match", [
+    (IsoFLOP(budgets=(-1e12,)), "grid.budgets: -1e\\+12 is not a positive FLOP budget"),
+    (IsoFLOP(budgets=()), "grid.budgets: empty"),
+    (NxD(sizes=()), "grid.sizes: empty"),
+    (NxD(sizes=("chinchilla-no-such-member",), tokens=(1e6,)), "grid size 'chinchilla-no-such-member'"),
+    (NxD(sizes=(1e5,), tokens=(100.0,)), "below one batch"),
+    (IsoFLOP(budgets=(1e3,), n_sizes=5), "leaves no size with at least one batch"),
+    (Allocation(budgets=(0.0,)), "not a positive FLOP budget"),
+])
+def test_malformed_experiments_raise_one_clear_error(grid, match):
+    sw = Sweep(name="bad", recipe=RECIPE, grid=grid, n_basis="non_embedding")
+    with pytest.raises(ConfigError, match=match) as e:
+        plan(sw, estimate=False)
+    assert "\n" not in str(e.value)
+
+
+def test_load_sweep_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_sweep(tmp_path / "missing.py")
+    (tmp_path / "x.py").write_text("X = 1\n")
+    with pytest.raises(ConfigError, match="define SWEEP"):
+        load_sweep(tmp_path / "x.py")
+    (tmp_path / "y.py").write_text("from scaling.sweep import *\nfrom scaling.config import *\n"
+                                   "def sweep():\n    return Sweep(name='y', recipe=Recipe(), grid=NxD(sizes=(3e4,), tokens=(1e6,)))\n")
+    assert load_sweep(tmp_path / "y.py").name == "y"
+
+
+def test_plan_command_formats_and_no_jax(tmp_path):
+    code = ("import sys, argparse\n"
+            "from scaling.launch import commands\n"
+            "ap = argparse.ArgumentParser(); sub = ap.add_subparsers(); commands.add_commands(sub)\n"
+            "a = ap.parse_args(sys.argv[1:]); rc = a.func(a)\n"
+            "assert 'jax' not in sys.modules and 'tensorflow' not in sys.modules, 'planning imported jax/tf'\n"
+            "sys.exit(rc)\n")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "SCALING_PEAK_FLOPS": "4e11"}
+    r = subprocess.run([sys.executable, "-c", code, "plan", str(EXPERIMENTS / "quickstart.py"), "--format", "json"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    row = out["cells"][0]
+    for k in ("run_id", "n_total", "n_non_embedding", "tokens", "flops_planned", "flops_achieved", "budget",
+              "steps", "batch_size", "peak_lr", "warmup_steps", "est_wall_s", "flops_6N", "flops_kaplan"):
+        assert k in row, k
+    assert row["est_wall_s"] == pytest.approx(row["flops_6N"] / (4e11 * 0.25))
+    r = subprocess.run([sys.executable, "-c", code, "plan", str(EXPERIMENTS / "quickstart.py"), "--format", "csv"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("run_id,")
+    assert len(r.stdout.strip().splitlines()) == len(out["cells"]) + 1
+    r = subprocess.run([sys.executable, "-c", code, "plan", str(EXPERIMENTS / "quickstart.py")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and "cells" in r.stdout and "estimated" in r.stdout
+
+
+def test_prior_from_smaller_budgets(tmp_path):
+    # synthetic IsoFLOP parabolas whose minima follow N_opt = 2 (C/6)^0.5 exactly
+    rows = ["run_id,state,budget,n_non_embedding,eval_loss"]
+    for i, C in enumerate((1e11, 1e12, 1e13)):
+        n_star = 2.0 * (C / 6) ** 0.5
+        for k in (-2, -1, 0, 1, 2):
+            n = n_star * 2.0 ** k
+            rows.append(f"r{i}{k},done,{C},{n},{3 + 0.1 * (math.log(n / n_star)) ** 2}")
+    rows.append("bad,diverged,1e11,1,99")
+    (tmp_path / "results.csv").write_text("\n".join(rows) + "\n")
+    pr = Prior.from_results(tmp_path / "results.csv")
+    assert pr.a == pytest.approx(0.5, abs=1e-6) and pr.G == pytest.approx(2.0, rel=1e-5)
+    assert pr.n_opt(1e15) == pytest.approx(2.0 * (1e15 / 6) ** 0.5, rel=1e-5)
+    with pytest.raises(ConfigError, match="fewer than 2 budgets"):
+        Prior.from_results(tmp_path / "results.csv", max_budget=1e11)
