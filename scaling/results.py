@@ -46,7 +46,7 @@ BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", 
 TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "seq_len", "schedule",
                 "peak_lr", "warmup_steps", "tokens_per_s", "mfu", "wall_s", "compile_s", "git_sha",
                 "corpus_hash", "vocab_hash", "group"]
-CONVENTIONS = ("6N", "kaplan", "chinchilla", "chinchilla_no_embed")
+from scaling.accounting import CONVENTIONS  # noqa: E402  (one list of conventions, owned by accounting)
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
 TIMING_KEYS = ("startup", "compile", "data", "train", "eval", "checkpoint")
 
