@@ -8,7 +8,7 @@ What it does:
 1. measures the per-device matmul peak afresh (``accounting.peak_flops(refresh=True)``: on
    CPU a jitted f32 matmul probe; the result is cached on disk for the trainer's MFU);
 2. for each model size builds the real :class:`scaling.model.Decoder`, the real optimizer
-   (:func:`scaling.train.make_optimizer`) and the real jitted train step
+   (:func:`scaling.train.make_optimizer`, hyperparameters passed as a traced vector) and the real jitted train step
    (:func:`scaling.train.make_train_step`), sharded data-parallel over ``--devices``
    virtual CPU devices, feeds synthetic packed batches (2 segments per row) and times
    ``--steps`` steps after ``--warmup`` untimed ones (median step time);
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     from scaling import accounting, sharding
     from scaling.config import MeshConfig, ModelConfig, OptimConfig
     from scaling.model import Decoder
-    from scaling.train import TRAIN_KEYS, make_optimizer, make_train_step, mfu_device_count
+    from scaling.train import TRAIN_KEYS, hyperparams, init_opt_state, make_train_step, mfu_device_count
 
     peak, source = accounting.peak_flops(jax.devices()[0], refresh=not args.no_peak)
     print(f"peak: {peak / 1e9:.0f} GFLOP/s per device ({source})")
@@ -93,11 +93,11 @@ def main(argv=None) -> int:
         counts = accounting.count_params(cfg)
         fpt = accounting.flops_per_token(cfg, "chinchilla")
         model = Decoder(cfg)
-        tx = make_optimizer(OptimConfig(warmup_steps=10), 1000)
+        hp = hyperparams(OptimConfig(warmup_steps=10), 1000, 20)
 
         def init_boxed(r):
             p = model.init(r, jnp.zeros((1, T), jnp.int32))["params"]
-            return {"step": jnp.zeros((), jnp.int32), "params": p, "opt_state": tx.init(p)}
+            return {"step": jnp.zeros((), jnp.int32), "params": p, "opt_state": init_opt_state(p)}
 
         with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
             sh = sharding.logical_shardings(jax.eval_shape(init_boxed, jax.random.PRNGKey(0)), mesh)
@@ -105,17 +105,19 @@ def main(argv=None) -> int:
             bsh = sharding.batch_sharding(mesh)
             batch = {k: jax.device_put(batch_np[k], bsh) for k in TRAIN_KEYS}
             t0 = time.perf_counter()
-            step = jax.jit(make_train_step(model, tx, 1), in_shardings=(sh, bsh),
-                           out_shardings=(sh, sharding.replicated(mesh)), donate_argnums=0).lower(state, batch).compile()
+            rep = sharding.replicated(mesh)
+            hp = jax.device_put(hp, rep)
+            step = jax.jit(make_train_step(model, 1), in_shardings=(sh, bsh, rep),
+                           out_shardings=(sh, rep), donate_argnums=0).lower(state, batch, hp).compile()
             compile_s = time.perf_counter() - t0
             for _ in range(args.warmup):
-                state, m = step(state, batch)
+                state, m = step(state, batch, hp)
                 float(m["loss"])
             times = []
             c0, w0 = os.times(), time.perf_counter()
             for _ in range(args.steps):
                 t = time.perf_counter()
-                state, m = step(state, batch)
+                state, m = step(state, batch, hp)
                 float(m["loss"])
                 times.append(time.perf_counter() - t)
             c1, w1 = os.times(), time.perf_counter()

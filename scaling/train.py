@@ -26,9 +26,14 @@ Lifecycle of a call:
    the step itself, because every batch is a pure function of (task, seed, step).
 4. **Loop.**  One jitted step per optimizer update (``grad_accum`` micro-batches are
    scanned inside it and their gradient *sums* added, so accumulation equals one big batch
-   up to float reassociation).  Eval runs every ``eval_every`` steps and at the end on a
-   fixed set of validation batches.  Checkpoints every ``checkpoint_every`` steps
-   (async), at the end, and on SIGTERM (then the process exits with status 143).
+   up to float reassociation).  The learning rate (and every other optimizer number) is
+   computed on the host and passed in as a traced float32 vector, so the compiled programs
+   depend only on shapes (:func:`lower_programs`): the cells of a sweep that share a model,
+   batch and mesh compile once (then reuse them in-process, or hit the persistent compilation
+   cache ``SCALING_COMPILE_CACHE`` in a new process) whatever their budgets and peak LRs.
+   Eval runs every ``eval_every`` steps and at the end on a fixed set of validation batches.
+   Checkpoints every ``checkpoint_every`` steps (async), at the end, and on SIGTERM (then the
+   process exits with status 143).
 5. **Divergence.**  A non-finite train loss, or one more than ``max_loss_spike`` nats above
    the running minimum (when that is > 0), writes ``DIVERGED`` and a summary with state
    ``"diverged"``; the bad state is never checkpointed.
@@ -97,20 +102,51 @@ def learning_rate(optim: OptimConfig, steps: int, step, xp=None):
     return xp.where(t <= W, warm, main)
 
 
-def make_optimizer(optim: OptimConfig, steps: int):
-    """optax AdamW (decay on matrices only) after global-norm clipping, on :func:`learning_rate`."""
+# The optimizer's numbers travel into the compiled step as ONE traced float32 vector, never as
+# constants: the compiled train step then depends only on shapes (model, batch, grad_accum, mesh),
+# so every cell of a sweep with the same shape hits the same persistent-compilation-cache entry
+# whatever its token budget, schedule, peak LR, betas, weight decay or clip norm.
+HPARAMS = ("learning_rate", "b1", "b2", "eps", "weight_decay", "clip_norm")
+
+
+def hyperparams(optim: OptimConfig, steps: int, step: int):
+    """float32 vector (``HPARAMS`` order) fed to the compiled step for the update of 1-based ``step``.
+
+    The learning rate is :func:`learning_rate` evaluated on the host; the rest are the cell's
+    constants.  ``hp[0]`` is exactly the learning rate the update applies (and the one logged).
+    """
+    import numpy as np
+
+    return np.array([learning_rate(optim, steps, step), optim.b1, optim.b2, optim.eps, optim.weight_decay,
+                     optim.clip_norm], dtype=np.float32)
+
+
+def make_optimizer(hp):
+    """optax AdamW (decay on matrices only) after global-norm clipping, with hyperparameters ``hp``.
+
+    ``hp`` maps the names in ``HPARAMS`` to scalars, or is a vector in that order; inside the
+    jitted step they are traced values, so the transformation is rebuilt from them on every
+    update (building it is free; it is pure Python).  This is ``optax.adamw`` itself, so the
+    decoupled weight decay is multiplied by the learning rate exactly as optax does:
+    ``update = -lr * (adam_direction + wd * param)``.  The state's structure and values at init
+    do not depend on ``hp`` (Adam's moments and count; empty states for the rest), which is
+    why :func:`init_opt_state` needs no hyperparameters.
+    """
     import jax
-    import jax.numpy as jnp
     import optax
 
-    def schedule(count):  # optax passes the number of updates already applied
-        return learning_rate(optim, steps, count + 1, jnp)
-
+    if not isinstance(hp, dict):
+        hp = {k: hp[i] for i, k in enumerate(HPARAMS)}
     return optax.chain(
-        optax.clip_by_global_norm(optim.clip_norm),
-        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
+        optax.clip_by_global_norm(hp["clip_norm"]),
+        optax.adamw(hp["learning_rate"], b1=hp["b1"], b2=hp["b2"], eps=hp["eps"], weight_decay=hp["weight_decay"],
                     mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)),
     )
+
+
+def init_opt_state(params):
+    """The optimizer state for ``params`` (independent of every hyperparameter; see :func:`make_optimizer`)."""
+    return make_optimizer(dict.fromkeys(HPARAMS, 0.0)).init(params)
 
 
 # ----------------------------------------------------------------------------------------
@@ -244,8 +280,11 @@ def loss_sums(model, params, batch):
     return jnp.sum((lse - tgt) * w), jnp.sum(w)
 
 
-def make_train_step(model, tx, grad_accum: int):
-    """``step(state, batch) -> (state, {'loss', 'grad_norm'})`` with ``grad_accum`` scanned micro-batches.
+def make_train_step(model, grad_accum: int):
+    """``step(state, batch, hp) -> (state, {'loss', 'grad_norm'})`` with ``grad_accum`` scanned micro-batches.
+
+    ``hp`` is the float32 vector of :func:`hyperparams` for this update (a traced argument, so
+    one compiled step serves every schedule, budget and peak LR of the same shape).
 
     Each micro-batch contributes the gradient of its NLL *sum* divided by the token weight
     of the whole batch, so the accumulated gradient is the gradient of the full-batch mean.
@@ -256,7 +295,7 @@ def make_train_step(model, tx, grad_accum: int):
     import jax.numpy as jnp
     import optax
 
-    def step(state, batch):
+    def step(state, batch, hp):
         params = state["params"]
         denom = jnp.maximum(jnp.sum(batch["decoder_loss_weights"].astype(jnp.float32)), 1.0)
 
@@ -279,7 +318,7 @@ def make_train_step(model, tx, grad_accum: int):
             zeros = jax.tree.map(jnp.zeros_like, params)
             (grads, loss), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)), mbs)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        updates, opt_state = make_optimizer(hp).update(grads, state["opt_state"], params)
         new = dict(state, step=state["step"] + 1, params=optax.apply_updates(params, updates), opt_state=opt_state)
         return new, {"loss": loss, "grad_norm": grad_norm}
 
@@ -296,6 +335,102 @@ def make_eval_step(model):
         return {"nll": s, "weight": w, "bytes": nbytes}
 
     return step
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The three lowered (not yet compiled) programs of a cell, plus the shardings they use.
+
+    ``init(rng) -> state``, ``step(state, batch, hp) -> (state, metrics)`` and
+    ``eval(params, batch) -> sums`` depend only on the model config, the batch sizes,
+    ``grad_accum`` and the mesh: never on the token budget, the schedule or any optimizer
+    number (those are the traced ``hp`` vector), nor on the seed (``rng`` is an argument).
+    So two cells of a sweep that share a shape lower to the same text and the second one's
+    ``.compile()`` is a persistent-compilation-cache hit (``SCALING_COMPILE_CACHE``).
+    """
+
+    model: Any
+    abstract_state: Any
+    state_sharding: Any
+    batch_sharding: Any
+    replicated: Any
+    init: Any
+    step: Any
+    eval: Any
+
+
+def lower_programs(cell: Cell, mesh) -> Programs:
+    """Trace and lower ``cell``'s init, train and eval programs for ``mesh`` (no compile, no data)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from scaling import sharding
+    from scaling.model import Decoder
+
+    cfg = cell.model
+    model = Decoder(cfg)
+    L = cfg.seq_len
+
+    def init_boxed(rng):
+        init_rng, _ = jax.random.split(rng)
+        z = jnp.zeros((1, L), jnp.int32)
+        params = model.init(init_rng, z, jnp.ones((1, L), jnp.int32), z)["params"]
+        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": init_opt_state(params), "rng": rng}
+
+    def init_state(rng):
+        return nn.meta.unbox(init_boxed(rng))
+
+    rng0 = jax.random.PRNGKey(0)  # only its shape matters: the seed's key is the init program's argument
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+        boxed = jax.eval_shape(init_boxed, rng0)
+        state_sh = sharding.logical_shardings(boxed, mesh)
+    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                  nn.meta.unbox(boxed), state_sh)
+    batch_sh = sharding.batch_sharding(mesh)
+    rep = sharding.replicated(mesh)
+
+    def abstract_batch(rows, keys):
+        return {k: jax.ShapeDtypeStruct((rows, L), jnp.float32 if k == "decoder_loss_weights" else jnp.int32,
+                                        sharding=batch_sh) for k in keys}
+
+    abstract_hp = jax.ShapeDtypeStruct((len(HPARAMS),), jnp.float32, sharding=rep)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+        init = jax.jit(init_state, out_shardings=state_sh).lower(rng0)
+        step = jax.jit(make_train_step(model, cell.grad_accum), in_shardings=(state_sh, batch_sh, rep),
+                       out_shardings=(state_sh, rep), donate_argnums=0
+                       ).lower(abstract_state, abstract_batch(cell.batch_size, TRAIN_KEYS), abstract_hp)
+        ev = jax.jit(make_eval_step(model), in_shardings=(state_sh["params"], batch_sh), out_shardings=rep
+                     ).lower(abstract_state["params"], abstract_batch(cell.eval_batch_size, EVAL_KEYS))
+    return Programs(model=model, abstract_state=abstract_state, state_sharding=state_sh,
+                    batch_sharding=batch_sh, replicated=rep, init=init, step=step, eval=ev)
+
+
+_COMPILED: dict = {}  # program key -> (Programs, (init, step, eval) compiled); insertion order = LRU order
+_COMPILED_MAX = 4
+
+
+def program_key(cell: Cell, mesh) -> tuple:
+    """Everything the compiled programs depend on (see :class:`Programs`): nothing else of the cell."""
+    return (cell.model, cell.batch_size, cell.grad_accum, cell.eval_batch_size, mesh)
+
+
+def compiled_programs(cell: Cell, mesh):
+    """``(Programs, (init, step, eval))`` compiled for ``cell`` on ``mesh``, reused within the process.
+
+    A worker that trains several cells of one shape (the local sweep backend) lowers and
+    compiles them once; across processes the persistent cache does the same job.  The last
+    ``_COMPILED_MAX`` shapes are kept.
+    """
+    key = program_key(cell, mesh)
+    hit = _COMPILED.pop(key, None)
+    if hit is None:
+        progs = lower_programs(cell, mesh)
+        hit = (progs, (progs.init.compile(), progs.step.compile(), progs.eval.compile()))
+        while len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = hit
+    return hit
 
 
 # ----------------------------------------------------------------------------------------
@@ -384,51 +519,12 @@ class _Trainer:
 
     # ------------------------------------------------------------------------------
     def _build(self):
-        import flax.linen as nn
         import jax
-        import jax.numpy as jnp
 
-        from scaling import sharding
-        from scaling.model import Decoder
-
-        cell, cfg = self.cell, self.cell.model
-        self.model = Decoder(cfg)
-        self.tx = make_optimizer(cell.optim, self.steps)
-        L = cfg.seq_len
-
-        def init_boxed(rng):
-            init_rng, _ = jax.random.split(rng)
-            z = jnp.zeros((1, L), jnp.int32)
-            params = self.model.init(init_rng, z, jnp.ones((1, L), jnp.int32), z)["params"]
-            return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": self.tx.init(params),
-                    "rng": rng}
-
-        def init_state(rng):
-            return nn.meta.unbox(init_boxed(rng))
-
-        self.rng0 = jax.random.PRNGKey(cell.seed)
-        with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.RULES):
-            boxed = jax.eval_shape(init_boxed, self.rng0)
-            self.state_sh = sharding.logical_shardings(boxed, self.mesh)
-        self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                           nn.meta.unbox(boxed), self.state_sh)
-        self.batch_sh = sharding.batch_sharding(self.mesh)
-        rep = sharding.replicated(self.mesh)
-        B, mB = cell.batch_size, cell.batch_size // cell.grad_accum
-
-        def abstract_batch(rows, keys):
-            return {k: jax.ShapeDtypeStruct((rows, L), jnp.float32 if k == "decoder_loss_weights" else jnp.int32,
-                                            sharding=self.batch_sh) for k in keys}
-
-        with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.RULES):
-            self.init_fn = jax.jit(init_state, out_shardings=self.state_sh).lower(self.rng0).compile()
-            self.step_fn = jax.jit(make_train_step(self.model, self.tx, cell.grad_accum),
-                                   in_shardings=(self.state_sh, self.batch_sh),
-                                   out_shardings=(self.state_sh, rep), donate_argnums=0
-                                   ).lower(self.abstract_state, abstract_batch(B, TRAIN_KEYS)).compile()
-            self.eval_fn = jax.jit(make_eval_step(self.model), in_shardings=(self.state_sh["params"], self.batch_sh),
-                                   out_shardings=rep
-                                   ).lower(self.abstract_state["params"], abstract_batch(cell.eval_batch_size, EVAL_KEYS)).compile()
+        progs, (self.init_fn, self.step_fn, self.eval_fn) = compiled_programs(self.cell, self.mesh)
+        self.model, self.rng0 = progs.model, jax.random.PRNGKey(self.cell.seed)
+        self.state_sh, self.abstract_state = progs.state_sharding, progs.abstract_state
+        self.batch_sh, self.rep = progs.batch_sharding, progs.replicated
 
     def _global_batch(self, np_batch: dict, keys) -> dict:
         import jax
@@ -530,8 +626,10 @@ class _Trainer:
                 t_a = time.perf_counter()
                 with timer("data"):
                     batch = self._train_batch(step - 1)
+                    hp_np = hyperparams(cell.optim, self.steps, step)
+                    hp = jax.make_array_from_process_local_data(self.rep, hp_np)
                 with timer("train"):
-                    state, out = self.step_fn(state, batch)
+                    state, out = self.step_fn(state, batch, hp)
                     loss = float(out["loss"])
                     grad_norm = float(out["grad_norm"])
                 dt = time.perf_counter() - t_a
@@ -558,7 +656,7 @@ class _Trainer:
                 if self.lead and (diverged or do_eval or is_last or step % cell.log_every == 0
                                   or step == end_step):
                     tps = window_tokens / window_t if window_t > 0 else None
-                    row = self._row(step, loss, grad_norm, ev_loss, ev_bpb, tps)
+                    row = self._row(step, float(hp_np[0]), loss, grad_norm, ev_loss, ev_bpb, tps)
                     mf.write(json.dumps(row) + "\n")
                     mf.flush()
                     if tb is not None:
@@ -606,11 +704,11 @@ class _Trainer:
                 "cell": to_dict(self.cell), "run_id": self.cell.run_id}
         self.ckpt.save(step, state, meta)
 
-    def _row(self, step, loss, grad_norm, ev_loss, ev_bpb, tps) -> dict:
+    def _row(self, step, lr, loss, grad_norm, ev_loss, ev_bpb, tps) -> dict:
         cell = self.cell
         tokens = step * cell.tokens_per_step
         row = {"step": step, "train_loss": _finite_or_none(loss),
-               "lr": float(learning_rate(cell.optim, self.steps, step)),
+               "lr": lr,  # the float32 learning rate the update applied
                "grad_norm": _finite_or_none(grad_norm), "tokens_seen": tokens,
                "epoch": tokens / self.info.num_tokens if self.info.num_tokens else None}
         if ev_loss is not None:

@@ -280,16 +280,56 @@ def test_schedules():
     const = OptimConfig(peak_lr=peak, warmup_steps=0, schedule="constant")
     assert all(float(learning_rate(const, n, t)) == pytest.approx(peak) for t in (1, 50, 100))
 
-    # the optimizer really applies that schedule: AdamW's first step moves each weight by ~lr
+    # the optimizer really applies that schedule: with fresh Adam moments an update moves each
+    # weight by lr * (g / (|g| + eps) + wd * w), the decay decoupled and scaled by lr as in optax;
+    # hp is what the train loop feeds the compiled step at each 1-based step.
+    import jax
     import jax.numpy as jnp
 
-    from scaling.train import make_optimizer
+    from scaling.train import HPARAMS, hyperparams, init_opt_state, make_optimizer
 
-    tx = make_optimizer(dataclasses.replace(cos, weight_decay=0.0), n)
-    p = {"w": jnp.zeros((4, 4))}
-    st = tx.init(p)
-    upd, st = tx.update({"w": jnp.full((4, 4), 1e-3)}, st, p)
-    np.testing.assert_allclose(-np.asarray(upd["w"]), lr[0], rtol=1e-4)
+    wd = 0.1
+    opt = dataclasses.replace(cos, weight_decay=wd)
+    p = {"w": jnp.full((4, 4), 0.5), "b": jnp.full((4,), 0.5)}  # decay on matrices only
+    g = {"w": jnp.full((4, 4), 1e-3), "b": jnp.full((4,), 1e-3)}
+    update = jax.jit(lambda hp: make_optimizer(hp).update(g, init_opt_state(p), p)[0])
+    applied = []
+    for t in range(1, n + 1):
+        hp = hyperparams(opt, n, t)
+        assert dict(zip(HPARAMS, hp.tolist())) == pytest.approx(dict(
+            learning_rate=lr[t - 1], b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=wd, clip_norm=opt.clip_norm))
+        u = update(hp)
+        direction = 1e-3 / (1e-3 + opt.eps)
+        np.testing.assert_allclose(-np.asarray(u["b"]), lr[t - 1] * direction, rtol=1e-5)
+        np.testing.assert_allclose(-np.asarray(u["w"]), lr[t - 1] * (direction + wd * 0.5), rtol=1e-5)
+        applied.append(float(-u["b"][0]) / direction)
+    applied = np.array(applied)
+    assert applied[0] == pytest.approx(peak / 10, rel=1e-5) and applied[9] == pytest.approx(peak, rel=1e-5)
+    assert applied[-1] == pytest.approx(0.1 * peak, rel=1e-5)  # 10% at the last step
+    assert np.all(np.diff(applied[9:]) < 0) and np.all(np.diff(applied[:10]) > 0)
+
+
+def test_train_step_program_is_independent_of_budget_and_optimizer_numbers():
+    """Same shape, different budgets / peak LRs / schedules / optimizer numbers / seeds: the same
+    lowered programs, so a sweep's second cell of a shape is a compilation-cache hit."""
+    from scaling import sharding
+    from scaling.train import compiled_programs, lower_programs, program_key
+
+    mesh = sharding.make_mesh(CELL.mesh)
+    a = dataclasses.replace(CELL, tokens=7 * 16 * 32)
+    b = dataclasses.replace(CELL, tokens=300 * 16 * 32, seed=3, optim=OptimConfig(
+        peak_lr=1e-2, warmup_steps=50, schedule="wsd", final_lr_frac=0.0, b1=0.8, b2=0.99, eps=1e-6,
+        weight_decay=0.3, clip_norm=0.5))
+    assert a.steps != b.steps
+    pa, pb = lower_programs(a, mesh), lower_programs(b, mesh)
+    for name in ("init", "step", "eval"):
+        assert getattr(pa, name).as_text() == getattr(pb, name).as_text(), name
+    # ... while the text does see shapes: a different batch size is a different program
+    c = dataclasses.replace(CELL, batch_size=32, tokens=CELL.tokens * 2)
+    assert lower_programs(c, mesh).step.as_text() != pa.step.as_text()
+    # within a process the compiled programs are simply reused for a same-shape cell
+    assert program_key(a, mesh) == program_key(b, mesh) != program_key(c, mesh)
+    assert compiled_programs(a, mesh) is compiled_programs(b, mesh)
 
 
 def test_grad_accumulation_matches_one_big_batch():
@@ -299,17 +339,17 @@ def test_grad_accumulation_matches_one_big_batch():
 
     from scaling import data as sdata
     from scaling.model import Decoder
-    from scaling.train import TRAIN_KEYS, make_optimizer, make_train_step
+    from scaling.train import TRAIN_KEYS, hyperparams, init_opt_state, make_train_step
 
     src = sdata.open_source(CELL.data, "train", MODEL.seq_len)
     b = src.batch(0, 16, seed=0)
     b["decoder_loss_weights"][3, 5:] = 0  # uneven token weights per micro-batch
     batch = {k: jnp.asarray(b[k]) for k in TRAIN_KEYS}
     model = Decoder(MODEL)
-    tx = make_optimizer(CELL.optim, 10)
     params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), batch["decoder_input_tokens"])["params"])
-    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
-    outs = {a: jax.jit(make_train_step(model, tx, a))(state, batch) for a in (1, 4)}
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": init_opt_state(params)}
+    hp = hyperparams(CELL.optim, 10, 1)
+    outs = {a: jax.jit(make_train_step(model, a))(state, batch, hp) for a in (1, 4)}
     (s1, m1), (s4, m4) = outs[1], outs[4]
     np.testing.assert_allclose(m4["loss"], m1["loss"], rtol=1e-6)
     np.testing.assert_allclose(m4["grad_norm"], m1["grad_norm"], rtol=1e-5)
