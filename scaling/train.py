@@ -359,6 +359,64 @@ class Programs:
     eval: Any
 
 
+def make_init(model, seq_len: int):
+    """``init(rng) -> state`` for ``model``: the train state ``{step, params, opt_state, rng}`` of one cell.
+
+    The parameters keep flax's logical-axis boxes (``nn.Partitioned``) so that
+    ``jax.eval_shape`` of this function tells :func:`scaling.sharding.logical_shardings` how
+    every leaf is laid out; the compiled init program unboxes them (:func:`unboxed`).
+    ``rng`` is the seed's key: the whole state is a pure function of it, which is what lets
+    :mod:`scaling.stacked` build K members' states with one ``vmap`` over K keys and still get,
+    for each member, exactly the state ``train`` would build for that cell alone.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def init_boxed(rng):
+        init_rng, _ = jax.random.split(rng)
+        z = jnp.zeros((1, seq_len), jnp.int32)
+        params = model.init(init_rng, z, jnp.ones((1, seq_len), jnp.int32), z)["params"]
+        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": init_opt_state(params), "rng": rng}
+
+    return init_boxed
+
+
+def unboxed(fn):
+    """``fn`` with flax's logical-axis boxes stripped from its output (what the compiled programs return)."""
+    import flax.linen as nn
+
+    return lambda *a: nn.meta.unbox(fn(*a))
+
+
+def abstract_train_state(model, seq_len: int, mesh):
+    """``(boxed abstract state, its shardings on mesh, unboxed abstract state carrying those shardings)``.
+
+    Shapes only (``jax.eval_shape``): nothing is computed or allocated.  The last is the
+    target :meth:`scaling.checkpoint.Checkpointer.restore` needs to place a restored state.
+    """
+    import flax.linen as nn
+    import jax
+
+    from scaling import sharding
+
+    rng0 = jax.random.PRNGKey(0)  # only its shape matters: the seed's key is the init program's argument
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+        boxed = jax.eval_shape(make_init(model, seq_len), rng0)
+        state_sh = sharding.logical_shardings(boxed, mesh)
+    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                  nn.meta.unbox(boxed), state_sh)
+    return boxed, state_sh, abstract_state
+
+
+def abstract_batch(shape: tuple, keys, sharding) -> dict:
+    """Shape-only batch of ``keys`` of ``shape`` ``(rows, seq_len)`` (or with leading axes); int32 but the weights."""
+    import jax
+    import jax.numpy as jnp
+
+    return {k: jax.ShapeDtypeStruct(shape, jnp.float32 if k == "decoder_loss_weights" else jnp.int32,
+                                    sharding=sharding) for k in keys}
+
+
 def lower_programs(cell: Cell, mesh) -> Programs:
     """Trace and lower ``cell``'s init, train and eval programs for ``mesh`` (no compile, no data)."""
     import flax.linen as nn
@@ -371,37 +429,20 @@ def lower_programs(cell: Cell, mesh) -> Programs:
     cfg = cell.model
     model = Decoder(cfg)
     L = cfg.seq_len
-
-    def init_boxed(rng):
-        init_rng, _ = jax.random.split(rng)
-        z = jnp.zeros((1, L), jnp.int32)
-        params = model.init(init_rng, z, jnp.ones((1, L), jnp.int32), z)["params"]
-        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": init_opt_state(params), "rng": rng}
-
-    def init_state(rng):
-        return nn.meta.unbox(init_boxed(rng))
-
-    rng0 = jax.random.PRNGKey(0)  # only its shape matters: the seed's key is the init program's argument
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-        boxed = jax.eval_shape(init_boxed, rng0)
-        state_sh = sharding.logical_shardings(boxed, mesh)
-    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                  nn.meta.unbox(boxed), state_sh)
+    init_state = unboxed(make_init(model, L))
+    rng0 = jax.random.PRNGKey(0)
+    _, state_sh, abstract_state = abstract_train_state(model, L, mesh)
     batch_sh = sharding.batch_sharding(mesh)
     rep = sharding.replicated(mesh)
-
-    def abstract_batch(rows, keys):
-        return {k: jax.ShapeDtypeStruct((rows, L), jnp.float32 if k == "decoder_loss_weights" else jnp.int32,
-                                        sharding=batch_sh) for k in keys}
-
     abstract_hp = jax.ShapeDtypeStruct((len(HPARAMS),), jnp.float32, sharding=rep)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
         init = jax.jit(init_state, out_shardings=state_sh).lower(rng0)
+        train_batch = abstract_batch((cell.batch_size, L), TRAIN_KEYS, batch_sh)
         step = jax.jit(make_train_step(model, cell.grad_accum), in_shardings=(state_sh, batch_sh, rep),
-                       out_shardings=(state_sh, rep), donate_argnums=0
-                       ).lower(abstract_state, abstract_batch(cell.batch_size, TRAIN_KEYS), abstract_hp)
+                       out_shardings=(state_sh, rep), donate_argnums=0).lower(abstract_state, train_batch, abstract_hp)
+        eval_batch = abstract_batch((cell.eval_batch_size, L), EVAL_KEYS, batch_sh)
         ev = jax.jit(make_eval_step(model), in_shardings=(state_sh["params"], batch_sh), out_shardings=rep
-                     ).lower(abstract_state["params"], abstract_batch(cell.eval_batch_size, EVAL_KEYS))
+                     ).lower(abstract_state["params"], eval_batch)
     return Programs(model=model, abstract_state=abstract_state, state_sharding=state_sh,
                     batch_sharding=batch_sh, replicated=rep, init=init, step=step, eval=ev)
 
@@ -422,14 +463,21 @@ def compiled_programs(cell: Cell, mesh):
     compiles them once; across processes the persistent cache does the same job.  The last
     ``_COMPILED_MAX`` shapes are kept.
     """
-    key = program_key(cell, mesh)
-    hit = _COMPILED.pop(key, None)
-    if hit is None:
+    def build():
         progs = lower_programs(cell, mesh)
-        hit = (progs, (progs.init.compile(), progs.step.compile(), progs.eval.compile()))
-        while len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = hit
+        return progs, (progs.init.compile(), progs.step.compile(), progs.eval.compile())
+
+    return lru_get(_COMPILED, program_key(cell, mesh), build, _COMPILED_MAX)
+
+
+def lru_get(cache: dict, key, build, max_size: int):
+    """``cache[key]``, built by ``build()`` on a miss; the dict's insertion order is its LRU order."""
+    hit = cache.pop(key, None)
+    if hit is None:
+        hit = build()
+        while len(cache) >= max_size:
+            cache.pop(next(iter(cache)))
+    cache[key] = hit
     return hit
 
 
@@ -446,14 +494,13 @@ def _load_finished(run_dir: Path) -> dict | None:
     return None
 
 
-def train(cell: Cell, run_dir, *, stop_after_step: int | None = None) -> dict:
-    """Train ``cell`` into ``run_dir`` (resuming or returning a finished summary); return the summary.
+def check_entry(cell: Cell, run_dir: Path, stop_after_step: int | None = None) -> dict | None:
+    """The checks every training call makes first; returns the stored summary of a finished run, else None.
 
-    ``stop_after_step`` ends the call after that step with a checkpoint, as a preemption
-    would (summary state ``"partial"``, nothing marked finished); calling again resumes.
+    Validates the cell, refuses a run directory that already holds a *different* cell (a
+    stale ``--out`` reused by mistake would otherwise silently resume someone else's
+    checkpoint), and checks ``stop_after_step``.
     """
-    t_entry = time.perf_counter()
-    run_dir = Path(run_dir)
     cell.validate()
     done = _load_finished(run_dir)
     if done is not None:
@@ -469,6 +516,20 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None) -> dict:
                               f"use a fresh --out directory")
     if stop_after_step is not None and stop_after_step < 1:
         raise ConfigError(f"stop_after_step={stop_after_step}: must be >= 1")
+    return None
+
+
+def train(cell: Cell, run_dir, *, stop_after_step: int | None = None) -> dict:
+    """Train ``cell`` into ``run_dir`` (resuming or returning a finished summary); return the summary.
+
+    ``stop_after_step`` ends the call after that step with a checkpoint, as a preemption
+    would (summary state ``"partial"``, nothing marked finished); calling again resumes.
+    """
+    t_entry = time.perf_counter()
+    run_dir = Path(run_dir)
+    done = check_entry(cell, run_dir, stop_after_step)
+    if done is not None:
+        return done
 
     _setup_compile_cache()
     from scaling import sharding
@@ -477,10 +538,46 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None) -> dict:
     return _Trainer(cell, run_dir, stop_after_step, t_entry).run()
 
 
-class _Trainer:
-    """One train() call: holds the compiled functions, the state and the bookkeeping."""
+class _Throughput:
+    """Seconds and tokens of the steps one call ran: overall (for the summary) and since the last row.
 
-    def __init__(self, cell: Cell, run_dir: Path, stop_after_step, t_entry: float):
+    A step's seconds are its data + train time (not eval or checkpointing), so tokens/s
+    measures the training loop itself.
+    """
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.seconds, self.steps = 0.0, 0
+        self.window_s, self.window_tokens = 0.0, 0
+
+    def add(self, dt: float) -> None:
+        self.seconds += dt
+        self.steps += 1
+        self.window_s += dt
+        self.window_tokens += self.tokens_per_step
+
+    def window(self) -> float | None:
+        return self.window_tokens / self.window_s if self.window_s > 0 else None
+
+    def reset_window(self) -> None:
+        self.window_s, self.window_tokens = 0.0, 0
+
+    def overall(self) -> float | None:
+        return self.steps * self.tokens_per_step / self.seconds if self.seconds > 0 else None
+
+
+class _Trainer:
+    """One train() call: holds the compiled functions, the state and the bookkeeping.
+
+    The run-directory bookkeeping is split into methods (``_prepare_dir``, ``_restore``,
+    ``_resume``, ``_open_writers``, ``_after_step``, ``_checkpoint``, ``_close``, ``_finish``)
+    because :mod:`scaling.stacked` drives the very same methods for each member of a stack from
+    its own (vmapped) loop: a stacked member's run directory is written by this code, so it
+    cannot drift from what ``train`` writes.  ``like`` is another trainer of a same-shape cell
+    whose mesh, data sources and device peak are reused instead of opened/measured again.
+    """
+
+    def __init__(self, cell: Cell, run_dir: Path, stop_after_step, t_entry: float, like: "_Trainer | None" = None):
         import jax
 
         from scaling import accounting, sharding
@@ -493,9 +590,10 @@ class _Trainer:
         self.steps = cell.steps
         self.pi, self.pc = jax.process_index(), jax.process_count()
         self.lead = self.pi == 0
+        self.ckpt = self.tb = self.mf = None
 
         # ---- validation (no compile, no data read yet) -------------------------------
-        self.mesh = sharding.make_mesh(cell.mesh)
+        self.mesh = like.mesh if like else sharding.make_mesh(cell.mesh)
         sharding.check_divisibility(self.mesh, batch_size=cell.batch_size, grad_accum=cell.grad_accum,
                                     model_cfg=cfg, process_count=self.pc, eval_batch_size=cell.eval_batch_size)
         v = sdata.vocab_size(cell.data)
@@ -505,15 +603,15 @@ class _Trainer:
         self.task_vocab = v
 
         # ---- data ------------------------------------------------------------------
-        self.train_src = sdata.open_source(cell.data, "train", cfg.seq_len)
-        self.val_src = sdata.open_source(cell.data, "validation", cfg.seq_len)
+        self.train_src = like.train_src if like else sdata.open_source(cell.data, "train", cfg.seq_len)
+        self.val_src = like.val_src if like else sdata.open_source(cell.data, "validation", cfg.seq_len)
         self.info = self.train_src.info
         self.epochs_planned = sdata.check_budget(self.info, cell.tokens_trained, cell.data.repeat)
 
         # ---- accounting --------------------------------------------------------------
         self.acc = accounting
         self.flops_per_token = accounting.flops_per_token_all(cfg)
-        self.peak, self.peak_source = accounting.peak_flops(jax.devices()[0])
+        self.peak, self.peak_source = (like.peak, like.peak_source) if like else accounting.peak_flops(jax.devices()[0])
         self.n_devices = jax.device_count()
         self.mfu_devices = mfu_device_count()
 
@@ -531,10 +629,13 @@ class _Trainer:
 
         return {k: jax.make_array_from_process_local_data(self.batch_sh, np_batch[k]) for k in keys}
 
+    def _host_train_batch(self, step_index: int) -> dict:
+        """This process's rows of train batch ``step_index`` as numpy arrays (a pure function of seed and step)."""
+        return self.train_src.batch(step_index, self.cell.batch_size, seed=self.cell.seed,
+                                    process_index=self.pi, process_count=self.pc)
+
     def _train_batch(self, step_index: int) -> dict:
-        b = self.train_src.batch(step_index, self.cell.batch_size, seed=self.cell.seed,
-                                 process_index=self.pi, process_count=self.pc)
-        return self._global_batch(b, TRAIN_KEYS)
+        return self._global_batch(self._host_train_batch(step_index), TRAIN_KEYS)
 
     def _eval_batches(self) -> list:
         eB = self.cell.eval_batch_size
@@ -543,8 +644,11 @@ class _Trainer:
                 for i in range(self.cell.eval_batches)]
 
     def _evaluate(self, params) -> tuple[float, float | None]:
+        return self._eval_numbers([self.eval_fn(params, b) for b in self.eval_data])
+
+    def _eval_numbers(self, outs) -> tuple[float, float | None]:
+        """(mean eval loss in nats, bits per byte or None) from the eval program's per-batch sums."""
         nll = w = nbytes = 0.0
-        outs = [self.eval_fn(params, b) for b in self.eval_data]
         for o in outs:
             nll += float(o["nll"]); w += float(o["weight"]); nbytes += float(o["bytes"])
         loss = nll / max(w, 1.0)
@@ -555,70 +659,33 @@ class _Trainer:
     def run(self) -> dict:
         import jax
 
-        from scaling.checkpoint import Checkpointer
+        from scaling.checkpoint import install_sigterm_handler
 
-        cell, run_dir, timer = self.cell, self.run_dir, self.timer
-        if self.lead:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not (run_dir / "config.json").exists():
-                (run_dir / "config.json").write_text(cell_to_json(cell))
+        cell, timer = self.cell, self.timer
+        self._prepare_dir()
         t0 = time.perf_counter()
         self._build()
         timer.t["compile"] += time.perf_counter() - t0
-        self.ckpt = Checkpointer(run_dir / "checkpoints", keep_last=cell.keep_last, keep_every=cell.keep_every)
+        self._open_checkpoints()
 
         # ---- init or restore -------------------------------------------------------
-        with timer("checkpoint"):
-            latest = self.ckpt.latest_step()
-            meta = {}
-            if latest is not None:
-                state, meta = self.ckpt.restore(latest, self.abstract_state)
-                start = int(jax.device_get(state["step"]))
-            else:
-                state, start = None, 0
+        state, start, meta = self._restore(self.abstract_state)
         if state is None:
             with timer("compile"):
                 state = self.init_fn(self.rng0)
-        metrics_path = run_dir / "metrics.jsonl"
-        rows = _truncate_metrics(metrics_path, start) if self.lead else []
-        self.running_min = meta.get("running_min_loss", None) if meta else None
-        if self.running_min is None:
-            losses = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
-            self.running_min = min(losses) if losses else math.inf
-
+        self._resume(start, meta)
         with timer("data"):
             self.eval_data = self._eval_batches()
         self.param_counts = self.acc.count_params_tree(jax.device_get(state["params"]), cell.model)
         timer.t["startup"] = max(0.0, (time.perf_counter() - self.t_entry) - sum(timer.t.values()))
-
-        tb = None
-        if self.lead:
-            try:
-                from tensorboardX import SummaryWriter
-
-                tb = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None)
-            except ImportError:  # pragma: no cover - tensorboardX is a hard dependency
-                tb = None
-        mf = open(metrics_path, "a") if self.lead else None
+        self._open_writers(start)
 
         # ---- SIGTERM -> checkpoint and exit -----------------------------------------
-        from scaling.checkpoint import install_sigterm_handler
-
         guard = install_sigterm_handler(None)  # the loop polls guard.requested and saves itself
 
         state_name = "done"
-        # a resumed run reports the last logged values until it logs new ones (e.g. when the final
-        # checkpoint was written but the process died before SUCCESS: nothing is left to train)
-        last = {"loss": rows[-1].get("train_loss") if rows else None, "eval_loss": None, "eval_bpb": None}
-        for r in reversed(rows):
-            if r.get("eval_loss") is not None:
-                last["eval_loss"], last["eval_bpb"] = r["eval_loss"], r.get("eval_bpb")
-                break
-        tokens_per_step = cell.tokens_per_step
-        train_time_run = 0.0  # data + train seconds for tokens/s
-        steps_run = 0
-        window_t, window_tokens = 0.0, 0
-        end_step = self.steps if self.stop_after_step is None else min(self.steps, self.stop_after_step)
+        tput = _Throughput(cell.tokens_per_step)
+        end_step = self.end_step
         step = start
         try:
             while step < end_step:
@@ -632,70 +699,148 @@ class _Trainer:
                     state, out = self.step_fn(state, batch, hp)
                     loss = float(out["loss"])
                     grad_norm = float(out["grad_norm"])
-                dt = time.perf_counter() - t_a
-                train_time_run += dt
-                window_t += dt
-                window_tokens += tokens_per_step
-                steps_run += 1
-                last["loss"] = loss
-
-                diverged = not math.isfinite(loss) or (
-                    cell.max_loss_spike > 0 and math.isfinite(self.running_min)
-                    and loss > self.running_min + cell.max_loss_spike)
-                if math.isfinite(loss):
-                    self.running_min = min(self.running_min, loss)
-
-                is_last = step == self.steps
-                do_eval = (not diverged) and (is_last or (cell.eval_every > 0 and step % cell.eval_every == 0))
-                ev_loss = ev_bpb = None
-                if do_eval:
-                    with timer("eval"):
-                        ev_loss, ev_bpb = self._evaluate(state["params"])
-                    last["eval_loss"], last["eval_bpb"] = ev_loss, ev_bpb
-
-                if self.lead and (diverged or do_eval or is_last or step % cell.log_every == 0
-                                  or step == end_step):
-                    tps = window_tokens / window_t if window_t > 0 else None
-                    row = self._row(step, float(hp_np[0]), loss, grad_norm, ev_loss, ev_bpb, tps)
-                    mf.write(json.dumps(row) + "\n")
-                    mf.flush()
-                    if tb is not None:
-                        for k, v in row.items():
-                            if k != "step" and isinstance(v, (int, float)) and v is not None:
-                                tb.add_scalar(k, v, step)
-                    window_t, window_tokens = 0.0, 0
-
+                tput.add(time.perf_counter() - t_a)
+                diverged, logged = self._after_step(step, float(hp_np[0]), loss, grad_norm,
+                                                    lambda: self._evaluate(state["params"]), tput.window())
+                if logged:
+                    tput.reset_window()
                 if diverged:
                     state_name = "diverged"
                     break
-                if guard.requested:
-                    with timer("checkpoint"):
-                        self._save(step, state)
-                        self.ckpt.wait()
+                stopping = guard.requested  # read once: a signal arriving later is seen after the next step
+                self._checkpoint(step, lambda: state, stopping)
+                if stopping:
                     state_name = "sigterm"
                     break
-                if step % cell.checkpoint_every == 0 or step == end_step:
-                    with timer("checkpoint"):
-                        self._save(step, state)
         finally:
             guard.uninstall()
-            if mf is not None:
-                mf.close()
-            if tb is not None:
-                tb.close()
-            with timer("checkpoint"):
-                self.ckpt.wait()
-                self.ckpt.close()
+            self._close()
 
         if state_name == "sigterm":
             raise SystemExit(128 + signal.SIGTERM)
+        return self._finish(state_name, step, tput.overall())
+
+    # ---- run-directory bookkeeping (also driven by scaling.stacked, once per member) ----
+    @property
+    def end_step(self) -> int:
+        """The last step this call trains: the run's last, or ``stop_after_step``."""
+        return self.steps if self.stop_after_step is None else min(self.steps, self.stop_after_step)
+
+    def _prepare_dir(self) -> None:
+        if self.lead:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.run_dir / "config.json").exists():
+                (self.run_dir / "config.json").write_text(cell_to_json(self.cell))
+
+    def _open_checkpoints(self) -> None:
+        from scaling.checkpoint import Checkpointer
+
+        self.ckpt = Checkpointer(self.run_dir / "checkpoints", keep_last=self.cell.keep_last,
+                                 keep_every=self.cell.keep_every)
+
+    def _restore(self, abstract_state) -> tuple[Any, int, dict]:
+        """``(state, its step, meta)`` from the newest good checkpoint, or ``(None, 0, {})`` without one."""
+        import jax
+
+        with self.timer("checkpoint"):
+            latest = self.ckpt.latest_step()
+            if latest is None:
+                return None, 0, {}
+            state, meta = self.ckpt.restore(latest, abstract_state)
+            return state, int(jax.device_get(state["step"])), meta
+
+    def _resume(self, start: int, meta: dict) -> None:
+        """Drop metrics rows after ``start``; recover the running-min loss and the last logged values."""
+        rows = _truncate_metrics(self.run_dir / "metrics.jsonl", start) if self.lead else []
+        self.running_min = meta.get("running_min_loss", None) if meta else None
+        if self.running_min is None:
+            losses = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
+            self.running_min = min(losses) if losses else math.inf
+        # a resumed run reports the last logged values until it logs new ones (e.g. when the final
+        # checkpoint was written but the process died before SUCCESS: nothing is left to train)
+        self.last = {"loss": rows[-1].get("train_loss") if rows else None, "eval_loss": None, "eval_bpb": None}
+        for r in reversed(rows):
+            if r.get("eval_loss") is not None:
+                self.last["eval_loss"], self.last["eval_bpb"] = r["eval_loss"], r.get("eval_bpb")
+                break
+
+    def _open_writers(self, start: int) -> None:
+        if not self.lead:
+            return
+        try:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start + 1 if start else None)
+        except ImportError:  # pragma: no cover - tensorboardX is a hard dependency
+            self.tb = None
+        self.mf = open(self.run_dir / "metrics.jsonl", "a")
+
+    def _after_step(self, step: int, lr: float, loss: float, grad_norm: float, evaluate,
+                    tokens_per_s) -> tuple[bool, bool]:
+        """Bookkeeping of one finished update: divergence check, eval, metrics row; ``(diverged, logged)``.
+
+        ``evaluate()`` returns ``(eval_loss, eval_bpb)`` of the updated parameters; it is only
+        called on eval steps, never for a diverged state.  ``tokens_per_s`` is the throughput
+        since the last row; the caller restarts that window when a row was logged.
+        """
+        cell = self.cell
+        self.last["loss"] = loss
+        diverged = not math.isfinite(loss) or (
+            cell.max_loss_spike > 0 and math.isfinite(self.running_min)
+            and loss > self.running_min + cell.max_loss_spike)
+        if math.isfinite(loss):
+            self.running_min = min(self.running_min, loss)
+
+        is_last = step == self.steps
+        do_eval = (not diverged) and (is_last or (cell.eval_every > 0 and step % cell.eval_every == 0))
+        ev_loss = ev_bpb = None
+        if do_eval:
+            with self.timer("eval"):
+                ev_loss, ev_bpb = evaluate()
+            self.last["eval_loss"], self.last["eval_bpb"] = ev_loss, ev_bpb
+
+        logged = diverged or do_eval or is_last or step % cell.log_every == 0 or step == self.end_step
+        if logged and self.lead:
+            row = self._row(step, lr, loss, grad_norm, ev_loss, ev_bpb, tokens_per_s)
+            self.mf.write(json.dumps(row) + "\n")
+            self.mf.flush()
+            if self.tb is not None:
+                for k, v in row.items():
+                    if k != "step" and isinstance(v, (int, float)) and v is not None:
+                        self.tb.add_scalar(k, v, step)
+        return diverged, logged
+
+    def _checkpoint(self, step: int, get_state, stopping: bool) -> None:
+        """Save ``get_state()`` after ``step`` on the cadence, at the end of this call, or when ``stopping``
+        (SIGTERM: then also wait until it is durable, because the process exits next)."""
+        if stopping or step % self.cell.checkpoint_every == 0 or step == self.end_step:
+            with self.timer("checkpoint"):
+                self._save(step, get_state())
+                if stopping:
+                    self.ckpt.wait()
+
+    def _close(self) -> None:
+        """Close the metrics file, TensorBoard and the checkpointer (durable on return); idempotent."""
+        if self.mf is not None:
+            self.mf.close()
+            self.mf = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+        if self.ckpt is not None:
+            with self.timer("checkpoint"):
+                self.ckpt.wait()
+                self.ckpt.close()
+
+    def _finish(self, state_name: str, step: int, tokens_per_s, extra: dict | None = None) -> dict:
+        """The summary after ``step``; for a finished run also ``summary.json`` and, last, its marker."""
         if state_name == "done" and step < self.steps:
             state_name = "partial"
-        tokens_per_s = (steps_run * tokens_per_step / train_time_run) if train_time_run > 0 else None
-        summary = self._summary(state_name, step, last, tokens_per_s)
+        summary = self._summary(state_name, step, self.last, tokens_per_s)
+        summary.update(extra or {})
         if self.lead and state_name in ("done", "diverged"):
-            _write_json_atomic(run_dir / "summary.json", summary)
-            (run_dir / ("SUCCESS" if state_name == "done" else "DIVERGED")).write_text(
+            _write_json_atomic(self.run_dir / "summary.json", summary)
+            (self.run_dir / ("SUCCESS" if state_name == "done" else "DIVERGED")).write_text(
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
         return summary
 

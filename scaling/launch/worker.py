@@ -13,6 +13,16 @@ another callable with the same signature (tests use this to count executions).  
 exception in training writes ``FAILED`` (with the traceback) and the worker moves on; a
 diverged cell is marked ``DIVERGED`` by the trainer and the sweep goes on.
 
+**Stacking.**  Tiny cells waste most of a step on overhead (dispatch, host round trips), so
+when a worker claims a cell it also tries, without waiting, the locks of up to
+``SCALING_STACK_MAX - 1`` (default 8; ``1`` turns this off) other unfinished cells with the
+same :func:`scaling.stacked.stack_key` (an LR sweep's cells of one size), and trains the
+ones it got together with :func:`scaling.stacked.train_stacked`: one vmapped program, each
+member still writing its own run directory.  Every member keeps its own lock, attempts
+log and ``FAILED`` on an exception, so the on-disk protocol is unchanged.  A custom
+``SCALING_TRAIN_FN`` is never stacked (it trains one cell per call), nor is the multi-host
+lockstep mode.
+
 Run directly: ``python -m scaling.launch.worker OUT [--index I --count K]``.
 """
 
@@ -90,10 +100,29 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+DEFAULT_TRAIN_FN = "scaling.train:train"
+
+
 def _train_fn():
-    spec = os.environ.get("SCALING_TRAIN_FN", "scaling.train:train")
+    spec = os.environ.get("SCALING_TRAIN_FN", DEFAULT_TRAIN_FN)
     mod, _, fn = spec.partition(":")
     return getattr(importlib.import_module(mod), fn)
+
+
+def stack_max() -> int:
+    """How many same-key cells one worker trains together: ``$SCALING_STACK_MAX`` (default 8).
+
+    1 when ``SCALING_TRAIN_FN`` names a custom trainer: it has ``train``'s one-cell signature.
+    """
+    if os.environ.get("SCALING_TRAIN_FN", DEFAULT_TRAIN_FN) != DEFAULT_TRAIN_FN:
+        return 1
+    v = os.environ.get("SCALING_STACK_MAX", "8")
+    try:
+        return max(1, int(v))
+    except ValueError:
+        from scaling.config import ConfigError
+
+        raise ConfigError(f"SCALING_STACK_MAX={v!r}: must be an integer (1 disables stacking)") from None
 
 
 def run_worker(out: str | os.PathLike, index: int = 0, count: int = 1, *, retry_failed: bool = True) -> dict:
@@ -111,6 +140,14 @@ def run_worker(out: str | os.PathLike, index: int = 0, count: int = 1, *, retry_
     counts = {"trained": 0, "skipped": 0, "failed": 0}
     t_start = time.time()
     attempted: set[str] = set()
+    n_stack = stack_max()
+
+    def may_try(cell, rdir) -> bool:
+        """Not tried by us yet, and not failed before (retries off) or during this launch."""
+        failed = rdir / "FAILED"
+        return cell.run_id not in attempted and not (
+            failed.exists() and (not retry_failed or failed.stat().st_mtime >= t_start))
+
     pending = list(order)
     # Keep going until every cell is finished, failed, or tried by us: cells locked by another
     # worker are revisited, so if that worker dies (stale lock) this one takes the cell over.
@@ -121,43 +158,79 @@ def run_worker(out: str | os.PathLike, index: int = 0, count: int = 1, *, retry_
             if state.is_finished(rdir):
                 counts["skipped"] += cell.run_id not in attempted
                 continue
-            if cell.run_id in attempted:
+            if not may_try(cell, rdir):
                 continue
-            failed = rdir / "FAILED"
-            if failed.exists() and (not retry_failed or failed.stat().st_mtime >= t_start):
-                continue  # failed before and retries are off, or failed during this launch
             lock = state.CellLock(rdir)
             if not lock.acquire():
                 waiting.append(cell)
                 continue
+            group = [(cell, rdir, lock)]
             try:
                 if state.is_finished(rdir):  # finished by someone else while we looked
                     counts["skipped"] += 1
                     continue
-                attempted.add(cell.run_id)
-                failed.unlink(missing_ok=True)
+                if n_stack > 1:
+                    group += _claim_companions(out, cell, order, n_stack - 1, may_try)
                 if train is None:
                     train = _train_fn()
-                state.log_attempt(rdir, event="start", worker=index)
+                stacked = {"stacked": len(group)} if len(group) > 1 else {}
+                for c, rd, _ in group:
+                    attempted.add(c.run_id)
+                    (rd / "FAILED").unlink(missing_ok=True)
+                    state.log_attempt(rd, event="start", worker=index, **stacked)
                 t0 = time.time()
                 try:
-                    summary = train(cell, str(rdir))
-                except Exception:  # noqa: BLE001 - one bad cell must not stop the sweep
+                    if len(group) > 1:
+                        from scaling.stacked import train_stacked
+
+                        summaries = train_stacked([c for c, _, _ in group], [str(rd) for _, rd, _ in group])
+                    else:
+                        summaries = [train(cell, str(rdir))]
+                except Exception:  # noqa: BLE001 - one bad cell (or stack) must not stop the sweep
                     tb = traceback.format_exc()
-                    failed.write_text(tb)
-                    state.log_attempt(rdir, event="failed", worker=index, wall_s=time.time() - t0)
-                    print(f"[worker {index}] {cell.run_id} FAILED:\n{tb}", file=sys.stderr, flush=True)
-                    counts["failed"] += 1
+                    for c, rd, _ in group:
+                        (rd / "FAILED").write_text(tb)
+                        state.log_attempt(rd, event="failed", worker=index, wall_s=time.time() - t0)
+                    names = ", ".join(c.run_id for c, _, _ in group)
+                    print(f"[worker {index}] {names} FAILED:\n{tb}", file=sys.stderr, flush=True)
+                    counts["failed"] += len(group)
                     continue
-                st = (summary or {}).get("state", "done")
-                state.log_attempt(rdir, event=st, worker=index, wall_s=time.time() - t0)
-                counts["trained"] += 1
+                for (c, rd, _), summary in zip(group, summaries):
+                    st = (summary or {}).get("state", "done")
+                    state.log_attempt(rd, event=st, worker=index, wall_s=time.time() - t0)
+                counts["trained"] += len(group)
             finally:
-                lock.release()
+                for _, _, lk in group:
+                    lk.release()
         pending = waiting
         if pending:
             time.sleep(float(os.environ.get("SCALING_WORKER_POLL_S", "2")))
     return counts
+
+
+def _claim_companions(out: Path, cell, order, n: int, may_try) -> list:
+    """Lock (without waiting) up to ``n`` other unfinished cells stackable with ``cell``: ``[(cell, rdir, lock)]``.
+
+    A cell another worker holds is simply passed over: it is that worker's (or, if its lock
+    goes stale, a later pass's), never waited for.
+    """
+    from scaling.stacked import stack_key
+
+    key, got = stack_key(cell), []
+    for c in order:
+        if len(got) >= n:
+            break
+        rd = state.run_dir(out, c.run_id)
+        if c.run_id == cell.run_id or stack_key(c) != key or state.is_finished(rd) or not may_try(c, rd):
+            continue
+        lock = state.CellLock(rd)
+        if not lock.acquire():
+            continue
+        if state.is_finished(rd):  # finished by someone else between the look and the lock
+            lock.release()
+            continue
+        got.append((c, rd, lock))
+    return got
 
 
 def prepare_data(out: str | os.PathLike) -> None:
