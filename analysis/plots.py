@@ -151,3 +151,21 @@ def residuals(frame, law, path) -> list[str]:
         ax.set_xscale("log"); ax.set_xlabel(lab); ax.set_ylabel("log(pred) - log(obs)")
     fig.suptitle(f"Approach 3 residuals (RMS {np.sqrt(np.mean(r ** 2)):.3g})")
     return _save(fig, path)
+
+
+def allocation_comparison(table, path, rules=("chinchilla_rule", "kaplan_rule")) -> list[str]:
+    """Final loss vs budget for two allocation rules (``analysis.allocation.compare_allocations``),
+    with each point labelled by its model size: the trained version of Chinchilla vs Gopher."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for rule, color, marker in zip(rules, ("tab:green", "tab:red"), ("o", "s")):
+        ax.plot(table["budget"], table[f"loss_{rule}"], marker=marker, color=color, label=rule.replace("_", " "))
+        for _, r in table.iterrows():
+            ax.annotate(f"N={r[f'n_{rule}']:.3g}", (r["budget"], r[f"loss_{rule}"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4 if rule == rules[0] else -10), color=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs C")
+    ax.set_ylabel("final eval loss")
+    ax.set_title("Same budget, two allocations")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

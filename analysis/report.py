@@ -149,6 +149,15 @@ def make_plots(objs: dict, out_dir) -> list[str]:
     return files
 
 
+def plots_allocation(table, out_dir) -> list[str]:
+    from analysis import plots
+
+    try:
+        return plots.allocation_comparison(table, Path(out_dir) / "allocation_rules")
+    except Exception as e:
+        return [f"error: allocation_rules: {type(e).__name__}: {e}"]
+
+
 def to_markdown(summary: dict) -> str:
     """A short human-readable report of :func:`fit_all`'s summary."""
     L = ["# Scaling-law fits", "",
@@ -158,7 +167,8 @@ def to_markdown(summary: dict) -> str:
         c = d.get("ci", {}).get(k)
         return f" [{c[0]:.4g}, {c[1]:.4g}]" if c and None not in c else ""
 
-    L += ["| approach | a | b | notes |", "|---|---|---|---|"]
+    if any(f"approach{k}" in summary for k in (1, 2, 3)):
+        L += ["| approach | a | b | notes |", "|---|---|---|---|"]
     for appr in (1, 2, 3):
         d = summary.get(f"approach{appr}")
         if d is None:
@@ -176,6 +186,24 @@ def to_markdown(summary: dict) -> str:
             inc = sum(b["included"] for b in d["budgets"])
             note = f"{inc}/{len(d['budgets'])} budgets included"
         L.append(f"| {appr} | {d['a']:.4f}{ci(d, 'a')} | {d['b']:.4f}{ci(d, 'b')} | {note} |")
+    if summary.get("known_truth"):
+        t = summary["known_truth"]
+        L += ["", "## Known truth", "",
+              f"Fitted E = {t['E']:.4f} nats/token; the source's exact entropy rate is {t['entropy_rate']:.4f} "
+              f"({100 * t['rel_error']:+.2f}%)."]
+    if summary.get("allocation_md"):
+        L += ["", "## Allocation rules at equal compute", "", summary["allocation_md"]]
+    bt = summary.get("backtest") or {}
+    a3 = bt.get("approach3") or {}
+    if "loss_opt_pred" in a3:
+        L += ["", "## Backtest: predict the largest budget", "",
+              f"Fitted on the budgets below {bt['held_out_budget']:.3g} ({bt['n_train']} runs), Approach 3 "
+              f"predicts a compute-optimal loss of {a3['loss_opt_pred']:.4f} at {bt['held_out_budget']:.3g}; "
+              + (f"that budget's parabola minimum is {bt['held_out_vertex_loss']:.4f} "
+                 f"(error {100 * a3['loss_opt_rel_error']:+.2f}%), " if a3.get("loss_opt_rel_error") is not None
+                 else "")
+              + f"its best run {bt['held_out_best_loss']:.4f} (error {100 * a3['loss_best_rel_error']:+.2f}%). "
+              f"Held-out runs' losses: mean |relative error| {100 * a3['mean_abs_rel_error']:.2f}%."]
     if summary.get("warnings"):
         L += ["", "## Warnings and exclusions", ""] + [f"- {w}" for w in summary["warnings"]]
     for key in ("identifiability", "backtest"):
@@ -187,24 +215,59 @@ def to_markdown(summary: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def known_truth(df: pd.DataFrame, fit3_summary: dict, truth_col: str = "entropy_rate") -> dict | None:
+    """Fitted irreducible loss E against a source's exact entropy rate, when the data has one.
+
+    A synthetic source (``synthetic_markov``) knows the best achievable loss in nats per
+    token; a fitted E far from it means the law is extrapolating badly.  Returns ``None`` when
+    ``truth_col`` is absent or empty, or Approach 3 did not fit.
+    """
+    if truth_col not in df.columns or "E" not in (fit3_summary or {}):
+        return None
+    h = pd.to_numeric(df[truth_col], errors="coerce").dropna().unique()
+    if h.size != 1 or not math.isfinite(float(h[0])) or float(h[0]) <= 0:
+        return None
+    h = float(h[0])
+    return {"entropy_rate": h, "E": fit3_summary["E"], "rel_error": fit3_summary["E"] / h - 1}
+
+
 def write_report(df: pd.DataFrame, out_dir, *, n_col: str, d_col: str | None, loss_col: str,
                  budget_col: str | None, c_col: str | None = None, bootstrap: int = 0,
-                 seed: int = 0, starts="full") -> dict:
+                 seed: int = 0, starts="full", approaches=(1, 2, 3), group_col: str = "group") -> dict:
     """Fit everything, write ``fits.json``, ``fits.md`` and PNG/SVG plots into ``out_dir``.
 
     Robust by design for the end of a sweep: bad columns or values still raise
     ``ConfigError`` (that is a caller bug), but a degenerate approach, plot or bootstrap is
     recorded in the report instead of raising.  Returns the summary dictionary.
+
+    Two extras appear when the table allows them: ``known_truth`` (fitted E against the
+    source's exact entropy rate, :func:`known_truth`) and ``allocation`` (Chinchilla-rule vs
+    Kaplan-rule runs per budget, :mod:`analysis.allocation`, with its own figure).
+    ``approaches=()`` skips the law fits, e.g. for a sweep that only compares allocations.
     """
+    from analysis import allocation
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary, objs = fit_all(df, n_col=n_col, d_col=d_col, loss_col=loss_col,
                             budget_col=budget_col, c_col=c_col, bootstrap=bootstrap, seed=seed,
-                            starts=starts)
+                            starts=starts, approaches=tuple(approaches), diagnostics=bool(approaches))
+    truth = known_truth(df, summary.get("approach3"))
+    if truth is not None:
+        summary["known_truth"] = truth
     try:
         summary["plots"] = make_plots(objs, out_dir)
     except Exception as e:  # pragma: no cover - make_plots already catches per figure
         summary["plots"] = [f"error: {type(e).__name__}: {e}"]
+    if budget_col and allocation.has_allocation_pairs(df, group_col):
+        try:
+            table = allocation.compare_allocations(df, n_col=n_col, loss_col=loss_col, budget_col=budget_col,
+                                                   d_col=d_col, group_col=group_col)
+            summary["allocation"] = _clean(table.to_dict(orient="records"))
+            summary["allocation_md"] = allocation.to_markdown(table)
+            summary["plots"] += plots_allocation(table, out_dir)
+        except Exception as e:
+            summary["allocation"] = {"error": f"{type(e).__name__}: {e}"}
     (out_dir / "fits.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "fits.md").write_text(to_markdown(summary))
     return summary

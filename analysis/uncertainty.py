@@ -296,7 +296,11 @@ def backtest(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None =
              approach2_kwargs: dict | None = None) -> dict:
     """Fit on all but the largest budget, predict the largest.
 
-    Approach 3: the held-out runs' losses (mean absolute relative error, RMSE of log loss).
+    Approach 3: the held-out runs' losses (mean absolute relative error, RMSE of log loss),
+    and the *compute-optimal loss* it predicts at the held-out budget, ``L(N_opt(C), D_opt(C))``,
+    against what that budget achieved: its parabola vertex (``loss_opt_rel_error``) and its
+    best run (``loss_best_rel_error``).  This is the number a researcher extrapolating a law
+    cares about: "how good will the next budget be".
     Approaches 1 and 2: N_opt at the held-out budget against that budget's own parabola
     vertex (relative error), when the held-out budget has an interior minimum.
     """
@@ -310,15 +314,17 @@ def backtest(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None =
     train, test = frame[b < test_b], frame[b == test_b]
     out: dict = {"held_out_budget": float(test_b), "n_train": len(train), "n_test": len(test)}
     kw = dict(approach2_kwargs or {})
-    target = None
+    target = target_loss = None
     try:
         p_all = ap.fit_approach2(frame, **_CANON, **kw, min_budgets=1)
         tb = [p for p in p_all.budgets if p.budget == test_b or abs(math.log(p.budget / test_b)) < 1e-9]
         if tb and tb[0].included:
-            target = tb[0].n_opt
+            target, target_loss = tb[0].n_opt, tb[0].loss_opt
     except ValueError:
         pass
     out["held_out_vertex_n_opt"] = target
+    out["held_out_vertex_loss"] = target_loss
+    out["held_out_best_loss"] = float(test["loss"].min())
     try:
         f3 = ap.fit_approach3(train, **_CANON, starts=starts)
         pred = f3.params.loss(test["N"].to_numpy(), test["D"].to_numpy())
@@ -327,9 +333,12 @@ def backtest(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None =
             "mean_abs_rel_error": float(np.mean(np.abs(pred / obs - 1))),
             "max_abs_rel_error": float(np.max(np.abs(pred / obs - 1))),
             "rmse_log_loss": float(np.sqrt(np.mean((np.log(pred) - np.log(obs)) ** 2))),
-            "n_opt_pred": float(f3.params.n_opt(test_b))}
+            "n_opt_pred": float(f3.params.n_opt(test_b)),
+            "loss_opt_pred": float(f3.params.loss_opt(test_b)),
+            "loss_best_rel_error": float(f3.params.loss_opt(test_b) / out["held_out_best_loss"] - 1)}
         if target:
             out["approach3"]["n_opt_rel_error"] = float(f3.params.n_opt(test_b) / target - 1)
+            out["approach3"]["loss_opt_rel_error"] = float(f3.params.loss_opt(test_b) / target_loss - 1)
     except ValueError as e:
         out["approach3"] = {"error": str(e)}
     for appr, fitter in ((1, ap.fit_approach1), (2, ap.fit_approach2)):

@@ -30,6 +30,8 @@ steps, batch_size, seq_len, schedule, peak_lr, warmup_steps
 tokens_per_s, mfu   training throughput and model FLOPs utilisation
 wall_s, compile_s   cell wall time and compile time (seconds)
 git_sha, corpus_hash, vocab_hash, group (isoflop | nxd | chinchilla_rule | kaplan_rule)
+task                the data task the cell trained on
+entropy_rate        the task's exact entropy rate in nats/token (synthetic sources only; else empty)
 =================== =====================================================================
 """
 
@@ -45,7 +47,7 @@ BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", 
                 "flops_achieved"]
 TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "seq_len", "schedule",
                 "peak_lr", "warmup_steps", "tokens_per_s", "mfu", "wall_s", "compile_s", "git_sha",
-                "corpus_hash", "vocab_hash", "group"]
+                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate"]
 from scaling.accounting import CONVENTIONS  # noqa: E402  (one list of conventions, owned by accounting)
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
 TIMING_KEYS = ("startup", "compile", "data", "train", "eval", "checkpoint")
@@ -102,7 +104,8 @@ def summary_row(s: dict) -> dict:
                warmup_steps=s.get("warmup_steps", extras.get("warmup_steps")),
                tokens_per_s=s.get("tokens_per_s"), mfu=s.get("mfu"), wall_s=s.get("wall_s"),
                compile_s=s.get("compile_s"), git_sha=s.get("git_sha"), corpus_hash=s.get("corpus_hash"),
-               vocab_hash=s.get("vocab_hash"), group=s.get("group", extras.get("group", "")))
+               vocab_hash=s.get("vocab_hash"), group=s.get("group", extras.get("group", "")),
+               task=s.get("task"), entropy_rate=s.get("entropy_rate"))
     return row
 
 

@@ -214,7 +214,9 @@ class Sweep:
     """One experiment: a name, a recipe, a shape rule and a grid (see the module docstring).
 
     ``n_basis``: which parameter count sizes, priors and fits refer to (``total`` or
-    ``non_embedding``). ``analysis``: column names handed to ``analysis.report.write_report``.
+    ``non_embedding``). ``analysis``: keyword overrides handed to ``analysis.report.write_report``
+    (column names such as ``("n_col", "n_non_embedding")``, or ``("approaches", ())`` to skip
+    the law fits of a sweep that only compares allocations).
     """
 
     name: str
@@ -222,7 +224,7 @@ class Sweep:
     grid: Grid
     family: Union[str, Callable[..., ModelConfig]] = "rule"
     n_basis: str = "total"
-    analysis: tuple[tuple[str, str], ...] = ()  # overrides of n_col/d_col/loss_col/budget_col/c_col
+    analysis: tuple[tuple[str, Any], ...] = ()  # write_report overrides: n_col/d_col/loss_col/..., approaches
     description: str = ""
 
     def report_columns(self) -> dict:
