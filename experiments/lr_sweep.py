@@ -1,18 +1,65 @@
-"""A small learning-rate sweep over sizes: the data for a per-size LR rule.
+"""A small learning-rate sweep over sizes: the data behind the quickstart's per-size LR rule.
 
-Every size of the quickstart's range trains at 20 tokens per parameter with each peak LR
-(a factor ~2 apart); ``issue 6`` fits ``peak_lr(N)`` on the best LR per size and plugs it
-into ``Recipe.lr_rule``.  Same recipe as the quickstart otherwise.
+Three sizes spanning the quickstart's grid (2e4-1.8e5 total parameters, same shape family,
+recipe and data) each train at 10 tokens per parameter with five peak LRs a factor 2 apart:
+15 short cosine runs, about 5 minutes on 2 CPU cores::
+
+    scaling sweep experiments/lr_sweep.py --out runs/lr_sweep
+
+Fit: per size, a parabola in log LR through (log LR, eval loss) gives the best LR; a line
+through (log N, log LR*) gives ``LR*(N) = LR_REF (N / N_REF)^-LR_EXP``, which
+``experiments/quickstart.py`` plugs into ``Recipe.lr_rule`` (the measured numbers are in
+the README, "Science on a laptop").  ``python experiments/lr_sweep.py runs/lr_sweep``
+prints that fit from a finished sweep.
 """
+
+from __future__ import annotations
+
+import sys
 
 from scaling.sweep import NxD, Sweep
 
 import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 
+LRS = (3e-3, 6e-3, 1.2e-2, 2.4e-2, 4.8e-2)
+
 SWEEP = Sweep(
     name="lr_sweep",
-    recipe=quickstart.SWEEP.recipe,
-    grid=NxD(sizes=(2e4, 6e4, 2e5), tokens_per_param=(20.0,), peak_lrs=(1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)),
+    recipe=quickstart.RECIPE,
+    grid=NxD(sizes=(2e4, 6e4, 1.8e5), tokens_per_param=(10.0,), peak_lrs=LRS),
+    family=quickstart.shape,
     n_basis="total",
-    description="peak LR x size at 20 tokens/param",
+    description="peak LR x size at 10 tokens/param (quickstart recipe and shapes)",
 )
+
+
+def fit_lr_rule(results_csv: str) -> dict:
+    """Best LR per size (parabola in log LR, clipped to the swept range) and the power law through them."""
+    import numpy as np
+    import pandas as pd
+
+    df = pd.read_csv(results_csv)
+    df = df[df.state == "done"]
+    best = []
+    for n, g in df.groupby("n_total"):
+        g = g.sort_values("peak_lr")
+        x, y = np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy()
+        i = int(np.argmin(y))
+        if 0 < i < len(x) - 1:  # parabola through the best point and its neighbours
+            c = np.polyfit(x[i - 1:i + 2], y[i - 1:i + 2], 2)
+            xb = -c[1] / (2 * c[0]) if c[0] > 0 else x[i]
+            xb = float(np.clip(xb, x[i - 1], x[i + 1]))
+        else:
+            xb = float(x[i])
+        best.append((float(n), float(np.exp(xb)), g.eval_loss.round(4).tolist()))
+    ns = np.log([b[0] for b in best])
+    lrs = np.log([b[1] for b in best])
+    slope, icpt = np.polyfit(ns, lrs, 1) if len(best) > 1 else (0.0, lrs[0])
+    return {"best": best, "lr_exp": float(-slope), "lr_at_1e5": float(np.exp(icpt + slope * np.log(1e5)))}
+
+
+if __name__ == "__main__":
+    out = fit_lr_rule(sys.argv[1].rstrip("/") + "/results.csv")
+    for n, lr, losses in out["best"]:
+        print(f"N={n:9.0f}  best LR={lr:.3g}  losses at {LRS}: {losses}")
+    print(f"LR*(N) = {out['lr_at_1e5']:.3g} * (N / 1e5)^-{out['lr_exp']:.3f}")

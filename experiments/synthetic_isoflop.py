@@ -13,8 +13,9 @@ import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep 
 
 SWEEP = Sweep(
     name="synthetic_isoflop",
-    recipe=dataclasses.replace(quickstart.SWEEP.recipe, data=DataConfig(task="synthetic_markov", repeat=True)),
+    recipe=dataclasses.replace(quickstart.RECIPE, data=DataConfig(task="synthetic_markov", repeat=True)),
     grid=IsoFLOP(budgets=(1e11, 3e11, 1e12), n_sizes=5, span=3.0, prior=Prior(tokens_per_param=20.0)),
+    family=quickstart.shape,
     n_basis="total",
     description="IsoFLOP on a source with known entropy rate",
 )
