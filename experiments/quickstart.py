@@ -87,7 +87,7 @@ RECIPE = Recipe(
 SWEEP = Sweep(
     name="quickstart",
     recipe=RECIPE,
-    grid=IsoFLOP(budgets=(2e11, 6e11, 2e12), n_sizes=5, span=2.5, prior=Prior(tokens_per_param=50.0)),
+    grid=IsoFLOP(budgets=(2.5e11, 8e11, 2.5e12), n_sizes=5, span=2.5, prior=Prior(tokens_per_param=50.0)),
     family=shape,
     n_basis="total",
     description="CPU default: 3 IsoFLOP budgets x 5 sizes on pystdlib (bytes)",
