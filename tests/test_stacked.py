@@ -123,7 +123,7 @@ def test_worker_stacks_same_key_cells(tmp_path, monkeypatch):
     """Four same-key cells (LRs and seeds differ) are claimed and trained as one stack; a fifth
     cell with another step count is trained alone; each cell exactly once."""
     monkeypatch.delenv("SCALING_TRAIN_FN", raising=False)
-    monkeypatch.delenv("SCALING_STACK_MAX", raising=False)
+    monkeypatch.setenv("SCALING_STACK_MAX", "8")  # off by default on CPU (measured slower there)
     group = [member(f"w{i}", lr=lr, seed=i) for i, lr in enumerate((2e-3, 3e-3, 5e-3, 8e-3))]
     single = dataclasses.replace(member("long"), tokens=(STEPS + 2) * 8 * 32)
     out = tmp_path / "sweep"
@@ -139,3 +139,19 @@ def test_worker_stacks_same_key_cells(tmp_path, monkeypatch):
         events = [json.loads(x)["event"] for x in (rd / "attempts.jsonl").read_text().splitlines()]
         assert events == ["start", "done"]
         assert not (rd / "LOCK").exists()
+
+
+def test_stack_max_default_and_bad_value(monkeypatch):
+    from scaling.launch.worker import stack_max
+
+    monkeypatch.delenv("SCALING_TRAIN_FN", raising=False)
+    monkeypatch.delenv("SCALING_STACK_MAX", raising=False)
+    assert stack_max() == 1  # CPU: stacking measured slower (benchmarks/stacked.py), so off
+    monkeypatch.setenv("SCALING_STACK_MAX", "5")
+    assert stack_max() == 5
+    monkeypatch.setenv("SCALING_TRAIN_FN", "tests.test_launch:fake_train")
+    assert stack_max() == 1  # a custom trainer takes one cell per call
+    monkeypatch.delenv("SCALING_TRAIN_FN")
+    monkeypatch.setenv("SCALING_STACK_MAX", "many")
+    with pytest.raises(ConfigError, match="SCALING_STACK_MAX='many'"):
+        stack_max()

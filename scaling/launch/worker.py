@@ -13,9 +13,10 @@ another callable with the same signature (tests use this to count executions).  
 exception in training writes ``FAILED`` (with the traceback) and the worker moves on; a
 diverged cell is marked ``DIVERGED`` by the trainer and the sweep goes on.
 
-**Stacking.**  Tiny cells waste most of a step on overhead (dispatch, host round trips), so
-when a worker claims a cell it also tries, without waiting, the locks of up to
-``SCALING_STACK_MAX - 1`` (default 8; ``1`` turns this off) other unfinished cells with the
+**Stacking.**  On an accelerator tiny cells spend most of a step on overhead (kernel launches,
+host round trips), so when a worker claims a cell it also tries, without waiting, the locks of up to
+``SCALING_STACK_MAX - 1`` (default: 8 on accelerators, off on CPU, where it measured slower;
+see :func:`stack_max`) other unfinished cells with the
 same :func:`scaling.stacked.stack_key` (an LR sweep's cells of one size), and trains the
 ones it got together with :func:`scaling.stacked.train_stacked`: one vmapped program, each
 member still writing its own run directory.  Every member keeps its own lock, attempts
@@ -110,13 +111,22 @@ def _train_fn():
 
 
 def stack_max() -> int:
-    """How many same-key cells one worker trains together: ``$SCALING_STACK_MAX`` (default 8).
+    """How many same-key cells one worker trains together: ``$SCALING_STACK_MAX``, else by backend.
 
-    1 when ``SCALING_TRAIN_FN`` names a custom trainer: it has ``train``'s one-cell signature.
+    Default: 1 (no stacking) on CPU, 8 on accelerators.  ``benchmarks/stacked.py`` measured
+    stacking the LR sweep's 5-LR groups on 2 CPU cores at 0.73-0.92x the speed of training
+    them one after another: a tiny model's CPU step is elementwise work that grows with K,
+    not per-step overhead that stacking would share.  On a GPU/TPU a tiny step is dominated
+    by kernel launches and host round trips, which K members share.  Always 1 when
+    ``SCALING_TRAIN_FN`` names a custom trainer (it has ``train``'s one-cell signature).
     """
     if os.environ.get("SCALING_TRAIN_FN", DEFAULT_TRAIN_FN) != DEFAULT_TRAIN_FN:
         return 1
-    v = os.environ.get("SCALING_STACK_MAX", "8")
+    v = os.environ.get("SCALING_STACK_MAX")
+    if v is None:
+        import jax
+
+        return 1 if jax.default_backend() == "cpu" else 8
     try:
         return max(1, int(v))
     except ValueError:
