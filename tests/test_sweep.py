@@ -202,3 +202,41 @@ def test_prior_from_smaller_budgets(tmp_path):
     assert pr.n_opt(1e15) == pytest.approx(2.0 * (1e15 / 6) ** 0.5, rel=1e-5)
     with pytest.raises(ConfigError, match="fewer than 2 budgets"):
         Prior.from_results(tmp_path / "results.csv", max_budget=1e11)
+
+
+def test_lr_sweep_fit_recovers_a_known_rule_and_feeds_the_quickstart(tmp_path, monkeypatch):
+    """``experiments/lr_sweep.fit_lr_rule`` on a table whose losses are parabolas in log LR around
+    a known ``LR*(N) = 8e-3 (N/1e5)^-0.7``: it must recover that rule; and the quickstart's
+    ``peak_lr`` must follow the rule it documents (clipped)."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import lr_sweep
+    import quickstart
+
+    rows = []
+    for n in (2e4, 6e4, 1.8e5):
+        best = 8e-3 * (n / 1e5) ** -0.7
+        for lr in lr_sweep.LRS:
+            rows.append({"state": "done", "n_total": n, "peak_lr": lr,
+                         "eval_loss": 2.0 + 0.1 * math.log(lr / best) ** 2})
+    rows.append({"state": "diverged", "n_total": 2e4, "peak_lr": 1.0, "eval_loss": 0.1})  # ignored
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    fit = lr_sweep.fit_lr_rule(str(tmp_path / "results.csv"))
+    assert fit["lr_exp"] == pytest.approx(0.7, abs=1e-6)
+    assert fit["lr_at_1e5"] == pytest.approx(8e-3, rel=1e-6)
+    counts = argparse.Namespace(total=1e5)
+    assert quickstart.peak_lr(None, counts) == pytest.approx(quickstart.LR_REF)
+    counts.total = 1e3  # tiny: clipped at the top of the swept range
+    assert quickstart.peak_lr(None, counts) == quickstart.LR_MAX
+
+
+def test_synthetic_isoflop_runs_a_source_with_a_known_entropy_rate():
+    sw = load_sweep(EXPERIMENTS / "synthetic_isoflop.py")
+    from scaling.data.synthetic_markov import MarkovSpec, entropy_rate
+
+    spec = MarkovSpec.from_options(sw.recipe.data.options)
+    assert sw.recipe.data.task == "synthetic_markov" and spec.symbols == 32
+    assert entropy_rate(spec) == pytest.approx(2.2333, abs=1e-4)  # what the README quotes
+    p = plan(sw, estimate=False)
+    assert {c.model.vocab_size for c in p.cells} == {spec.vocab_size}
