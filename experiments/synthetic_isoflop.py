@@ -11,10 +11,11 @@ from scaling.sweep import IsoFLOP, Prior, Sweep
 
 import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 
-# 32 symbols, order 2: 1,024 contexts x 32 next symbols, entropy rate 2.2330 nats/token (a
-# last-symbol-only model gets 2.663).  The task's default source (128 symbols: 16,384
-# contexts) is too rich for CPU budgets: every model of this grid stalled near its
-# last-symbol entropy 3.68 (measured), so no size trade-off and no E could be seen.
+# The task's default source, spelled out: 32 symbols, order 2 (1,024 contexts x 32 next
+# symbols), entropy rate 2.2333 nats/token (a last-symbol-only model gets 2.663).  A 128-symbol
+# source (16,384 contexts) is too rich for CPU budgets: every model of this grid stalled near its
+# last-symbol entropy 3.68 (measured), so no size trade-off and no E could be seen.  16M
+# training tokens, so even the largest budget's smallest model repeats less than half an epoch.
 SOURCE = (("symbols", 32), ("train_tokens", 16_000_000))
 
 SWEEP = Sweep(
