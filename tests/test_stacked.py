@@ -155,3 +155,15 @@ def test_stack_max_default_and_bad_value(monkeypatch):
     monkeypatch.setenv("SCALING_STACK_MAX", "many")
     with pytest.raises(ConfigError, match="SCALING_STACK_MAX='many'"):
         stack_max()
+
+
+def test_stack_max_is_one_in_a_multi_process_job(monkeypatch):
+    """train_stacked is single-process: a worker in a multi-process JAX job must not claim stacks."""
+    import jax
+
+    from scaling.launch.worker import stack_max
+
+    monkeypatch.delenv("SCALING_TRAIN_FN", raising=False)
+    monkeypatch.setenv("SCALING_STACK_MAX", "8")
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert stack_max() == 1

@@ -118,21 +118,30 @@ def stack_max() -> int:
     them one after another: a tiny model's CPU step is elementwise work that grows with K,
     not per-step overhead that stacking would share.  On a GPU/TPU a tiny step is dominated
     by kernel launches and host round trips, which K members share.  Always 1 when
-    ``SCALING_TRAIN_FN`` names a custom trainer (it has ``train``'s one-cell signature).
+    ``SCALING_TRAIN_FN`` names a custom trainer (it has ``train``'s one-cell signature) and in
+    a multi-process JAX job (:func:`scaling.stacked.train_stacked` is single-process).
     """
     if os.environ.get("SCALING_TRAIN_FN", DEFAULT_TRAIN_FN) != DEFAULT_TRAIN_FN:
         return 1
     v = os.environ.get("SCALING_STACK_MAX")
-    if v is None:
-        import jax
-
-        return 1 if jax.default_backend() == "cpu" else 8
     try:
-        return max(1, int(v))
+        n = None if v is None else max(1, int(v))
     except ValueError:
         from scaling.config import ConfigError
 
         raise ConfigError(f"SCALING_STACK_MAX={v!r}: must be an integer (1 disables stacking)") from None
+    if n == 1:
+        return 1
+    import jax
+
+    from scaling import sharding
+
+    # Join a multi-process job (if the environment asks for one) before touching the backend:
+    # jax.distributed.initialize must come first.  Stacking is single-process only.
+    sharding.initialize_distributed()
+    if jax.process_count() > 1:
+        return 1
+    return n if n is not None else (1 if jax.default_backend() == "cpu" else 8)
 
 
 def run_worker(out: str | os.PathLike, index: int = 0, count: int = 1, *, retry_failed: bool = True) -> dict:
