@@ -28,13 +28,9 @@ from __future__ import annotations
 
 import math
 
+from scaling import accounting
 from scaling.config import DataConfig, ModelConfig, OptimConfig
 from scaling.sweep import IsoFLOP, Prior, Recipe, Sweep
-
-def _total_params(d: int, n_layers: int, vocab_size: int) -> int:
-    # ReLU MLP (2 matrices, ffw = 4d), attention 4 d^2, two RMSNorm scales per block, final norm,
-    # tied embedding: what scaling.accounting.count_params returns for these shapes.
-    return n_layers * (12 * d * d + 2 * d) + d + vocab_size * d
 
 
 def layers_for(n: float) -> int:
@@ -49,15 +45,19 @@ def shape(n: float, vocab_size: int, seq_len: int) -> ModelConfig:
 
     One consistent family across the grid: only the width changes between neighbouring sizes
     (multiples of 8, so steps are ~1.2-1.5x at the small end), 2 heads per layer
-    (4 from 3 layers up), ReLU MLP of 4 d_model.
+    (4 from 3 layers up), ReLU MLP of 4 d_model, tied embeddings; counted by
+    :func:`scaling.accounting.count_params`, like every other size in the project.
     """
     n_layers = layers_for(n)
-    d = min(range(8, 2049, 8), key=lambda w: abs(math.log(_total_params(w, n_layers, vocab_size) / n)))
-    n_heads = 2 if n_layers <= 2 else 4
-    if d % (2 * n_heads):
-        n_heads = 2
-    return ModelConfig(vocab_size=vocab_size, seq_len=seq_len, d_model=d, n_layers=n_layers,
-                       n_heads=n_heads, kv_size=d // n_heads, ffw_size=4 * d, name=f"d{d}-l{n_layers}")
+
+    def config(d: int) -> ModelConfig:
+        n_heads = 2 if n_layers <= 2 or d % 8 else 4
+        return ModelConfig(vocab_size=vocab_size, seq_len=seq_len, d_model=d, n_layers=n_layers,
+                           n_heads=n_heads, kv_size=d // n_heads, ffw_size=4 * d, activation="relu",
+                           name=f"d{d}-l{n_layers}")
+
+    return min((config(d) for d in range(8, 2049, 8)),
+               key=lambda cfg: abs(math.log(accounting.count_params(cfg).total / n)))
 
 
 # Peak LR per size: lr = LR_REF * (N / N_REF) ** -LR_EXP, clipped; fitted on lr_sweep.py.

@@ -78,7 +78,7 @@ from typing import Any, Sequence
 
 from scaling.config import Cell, ConfigError
 from scaling.train import (EVAL_KEYS, HPARAMS, TRAIN_KEYS, _setup_compile_cache, _Throughput, _Timer, _Trainer,
-                           abstract_batch, abstract_train_state, check_entry, compile_lowered, hyperparams, lru_get,
+                           abstract_batch, abstract_train_state, check_entry, compile_init, hyperparams, lru_get,
                            make_eval_step, make_init, make_train_step, program_key, train, unboxed)
 
 # What cells must share to be stacked: the compiled program's shape (model, batches, mesh), the
@@ -192,7 +192,8 @@ def lower_stacked(cell: Cell, mesh, members: int, shared_batch: bool) -> Stacked
     stack = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states), out_shardings=state_sh)
     return StackedPrograms(members=K, shared_batch=shared_batch, member_state=member_state, state_sharding=state_sh,
                            batch_sharding=batch_sh, rows_sharding=rows_sh, replicated=rep, stack=stack,
-                           **{name: compile_lowered(low, name) for name, low in lowered.items()})
+                           init=compile_init(lowered.pop("init")),
+                           **{name: low.compile() for name, low in lowered.items()})
 
 
 def compiled_stacked(cell: Cell, mesh, members: int, shared_batch: bool) -> StackedPrograms:

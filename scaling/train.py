@@ -465,13 +465,13 @@ def compiled_programs(cell: Cell, mesh):
     """
     def build():
         progs = lower_programs(cell, mesh)
-        return progs, (compile_lowered(progs.init, "init"), progs.step.compile(), progs.eval.compile())
+        return progs, (compile_init(progs.init), progs.step.compile(), progs.eval.compile())
 
     return lru_get(_COMPILED, program_key(cell, mesh), build, _COMPILED_MAX)
 
 
-def compile_lowered(lowered, name: str):
-    """``lowered.compile()``; the once-per-run ``init`` program without LLVM optimisation on CPU.
+def compile_init(lowered):
+    """Compile a lowered ``init`` program: on CPU without LLVM optimisation.
 
     Init runs once per cell, so optimising its code is wasted work: on a 2-core CPU, backend
     optimisation level 0 halves its compile time (2.0 s -> 1.1 s for a quickstart shape),
@@ -480,7 +480,7 @@ def compile_lowered(lowered, name: str):
     """
     import jax
 
-    if name == "init" and jax.default_backend() == "cpu":
+    if jax.default_backend() == "cpu":
         return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
     return lowered.compile()
 
@@ -846,6 +846,7 @@ class _Trainer:
             with self.timer("checkpoint"):
                 self.ckpt.wait()
                 self.ckpt.close()
+            self.ckpt = None
 
     def _finish(self, state_name: str, step: int, tokens_per_s, extra: dict | None = None) -> dict:
         """The summary after ``step``; for a finished run also ``summary.json`` and, last, its marker."""
