@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.config import Cell, ConfigError, OptimConfig, cell_from_json, cell_to_json, to_dict
+from scaling.loss import loss_sums
 
 EVAL_SEED = 1_000_003  # validation batches are the same for every cell of a task
 TRAIN_KEYS = ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
@@ -265,19 +266,6 @@ class _Timer:
 # ----------------------------------------------------------------------------------------
 # Model functions (pure; jitted by train())
 # ----------------------------------------------------------------------------------------
-
-
-def loss_sums(model, params, batch):
-    """(sum of weighted token NLL in nats, sum of weights) over a batch."""
-    import jax
-    import jax.numpy as jnp
-
-    logits = model.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_segment_ids"],
-                         batch["decoder_positions"])
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    tgt = jnp.take_along_axis(logits, batch["decoder_target_tokens"][..., None], axis=-1)[..., 0]
-    w = batch["decoder_loss_weights"].astype(jnp.float32)
-    return jnp.sum((lse - tgt) * w), jnp.sum(w)
 
 
 def make_train_step(model, grad_accum: int):
