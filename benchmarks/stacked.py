@@ -49,7 +49,7 @@ def _groups(cells):
 def _max_loss_diff(dirs_a, dirs_b) -> float:
     import json
 
-    from scaling.train import read_metrics
+    from scaling.rundir import read_metrics
 
     worst = 0.0
     for a, b in zip(dirs_a, dirs_b):
@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     from scaling import accounting, sharding, sweep
     from scaling import data as sdata
     from scaling.stacked import compiled_stacked, train_stacked
-    from scaling.train import compiled_programs, train
+    from scaling.programs import compiled_programs
+    from scaling.train import train
 
     plan = sweep.plan(sweep.load_sweep(args.experiment), estimate=False)
     groups = _groups(plan.cells)

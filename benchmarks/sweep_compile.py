@@ -6,7 +6,7 @@
 A sweep trains many cells that share a model shape and batch but differ in token budget (so
 in step count and schedule) and often in peak LR.  The trainer passes the learning rate and
 every other optimizer number into the jitted step as a traced vector
-(:func:`scaling.train.hyperparams`), so those cells lower to the same programs and only the
+(:func:`scaling.optim.hyperparams`), so those cells lower to the same programs and only the
 first one of a shape pays for XLA compilation; the rest hit the persistent compilation
 cache (``SCALING_COMPILE_CACHE``; a fresh temporary directory unless ``--cache`` is given).
 

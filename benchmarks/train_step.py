@@ -8,8 +8,8 @@ What it does:
 1. measures the per-device matmul peak afresh (``accounting.peak_flops(refresh=True)``: on
    CPU a jitted f32 matmul probe; the result is cached on disk for the trainer's MFU);
 2. for each model size builds the real :class:`scaling.model.Decoder`, the real optimizer
-   (:func:`scaling.train.make_optimizer`, hyperparameters passed as a traced vector) and the real jitted train step
-   (:func:`scaling.train.make_train_step`), sharded data-parallel over ``--devices``
+   (:func:`scaling.optim.make_optimizer`, hyperparameters passed as a traced vector) and the real jitted train step
+   (:func:`scaling.programs.make_train_step`), sharded data-parallel over ``--devices``
    virtual CPU devices, feeds synthetic packed batches (2 segments per row) and times
    ``--steps`` steps after ``--warmup`` untimed ones (median step time);
 3. prints tokens/s, MFU with Chinchilla FLOPs per token (``accounting.flops_per_token``,
@@ -66,7 +66,9 @@ def main(argv=None) -> int:
     from scaling import accounting, sharding
     from scaling.config import MeshConfig, ModelConfig, OptimConfig
     from scaling.model import Decoder
-    from scaling.train import TRAIN_KEYS, hyperparams, init_opt_state, make_train_step, mfu_device_count
+    from scaling.inputs import mfu_device_count
+    from scaling.optim import hyperparams, init_opt_state
+    from scaling.programs import TRAIN_KEYS, make_train_step
 
     peak, source = accounting.peak_flops(jax.devices()[0], refresh=not args.no_peak)
     print(f"peak: {peak / 1e9:.0f} GFLOP/s per device ({source})")

@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from scaling.config import ConfigError, ModelConfig
+from scaling.settings import Settings, env_name
 
 CONVENTIONS = ("6N", "kaplan", "chinchilla", "chinchilla_no_embed")
 
@@ -294,12 +295,17 @@ PEAK_TABLE: tuple[tuple[str, float, str], ...] = (
     ("a100", 312e12, "NVIDIA A100 bf16 dense, vendor"),
 )
 
-PEAK_ENV = "SCALING_PEAK_FLOPS"
+PEAK_ENV = env_name("peak_flops")  # the variable that overrides every peak (read by scaling.settings)
 
 
-def _cache_path() -> Path:
-    root = os.environ.get("SCALING_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "scaling")
-    return Path(root) / "peak_flops.json"
+def _resolve(settings: Settings | None) -> Settings:
+    # A direct library call (a notebook, a benchmark) is its own entry point: it reads the
+    # environment then; the trainer and planner pass the settings of their entry point.
+    return settings if settings is not None else Settings.from_environ()
+
+
+def _cache_path(settings: Settings) -> Path:
+    return Path(settings.cache_dir) / "peak_flops.json"
 
 
 def _cpu_model() -> str:
@@ -398,15 +404,15 @@ def table_peak(device_kind: str) -> tuple[float, str] | None:
     return None
 
 
-def cached_peak_flops(dtype: str = "float32") -> tuple[float, str] | None:
+def cached_peak_flops(dtype: str = "float32", *, settings: Settings | None = None) -> tuple[float, str] | None:
     """The CPU peak if it is already known (``$SCALING_PEAK_FLOPS`` or the on-disk cache), else None.
 
     Never imports jax and never measures: for planners that want an estimate instantly.
     """
-    env = os.environ.get(PEAK_ENV)
-    if env:
-        return peak_flops(dtype=dtype)
-    path = _cache_path()
+    settings = _resolve(settings)
+    if settings.peak_flops is not None:
+        return settings.peak_flops, f"${PEAK_ENV}"
+    path = _cache_path(settings)
     entry = _read_cache(path).get(probe_key(dtype))
     if isinstance(entry, dict) and float(entry.get("flops", 0)) > 0:
         note = ", contended" if entry.get("contended") else ""
@@ -414,7 +420,8 @@ def cached_peak_flops(dtype: str = "float32") -> tuple[float, str] | None:
     return None
 
 
-def peak_flops(device=None, *, dtype: str = "float32", refresh: bool = False) -> tuple[float, str]:
+def peak_flops(device=None, *, dtype: str = "float32", refresh: bool = False,
+               settings: Settings | None = None) -> tuple[float, str]:
     """Per-device peak FLOP/s and a one-line description of where the number came from.
 
     Order: ``$SCALING_PEAK_FLOPS`` (a number) if set; else the vendor table (bf16 dense) for a
@@ -422,23 +429,16 @@ def peak_flops(device=None, *, dtype: str = "float32", refresh: bool = False) ->
     (:func:`measure_matmul_flops`, ``dtype`` float32 by default: the MFU denominator for CPU
     runs) measured once and cached in ``$SCALING_CACHE_DIR/peak_flops.json`` (default
     ``~/.cache/scaling``) under :func:`probe_key`; ``refresh=True`` re-measures.  ``device``
-    is a jax device or a device-kind string; None means ``jax.devices()[0]``.  On this
-    2-core EPYC the f32 probe reads about 400-450 GFLOP/s when the machine is otherwise idle
-    (bf16 in, f32 out: about 2x) and as little as half that while other jobs share the
-    cores.  The probe records its CPU utilisation; a *contended* measurement (the process got
-    less than 3/4 of the cores) is cached but re-measured on later calls, keeping the highest
-    value, until an uncontended one replaces it.  ``refresh=True`` forces a new measurement.
-    A fresh probe takes about 1-2.5 s plus importing jax.
+    is a jax device or a device-kind string; None means ``jax.devices()[0]``.  The probe
+    records its CPU utilisation, because a probe that shares the cores with other jobs reads
+    low: a *contended* measurement (the process got less than 3/4 of the cores) is cached but
+    re-measured on later calls, keeping the highest value, until an uncontended one replaces
+    it.  ``refresh=True`` forces a new measurement.  ``settings``: where the cache lives and
+    the override (default: read from the environment now).
     """
-    env = os.environ.get(PEAK_ENV)
-    if env:
-        try:
-            value = float(env)
-        except ValueError:
-            value = float("nan")
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"${PEAK_ENV}={env!r}: must be a positive number of FLOP/s, e.g. 4.3e11")
-        return value, f"${PEAK_ENV}"
+    settings = _resolve(settings)
+    if settings.peak_flops is not None:
+        return settings.peak_flops, f"${PEAK_ENV}"
     if isinstance(device, str):
         hit = table_peak(device)
         if hit is None:
@@ -455,7 +455,7 @@ def peak_flops(device=None, *, dtype: str = "float32", refresh: bool = False) ->
         if hit is not None:
             return hit
     key = probe_key(dtype) if platform_name == "cpu" else f"{kind}|{platform_name}|{dtype}"
-    path = _cache_path()
+    path = _cache_path(settings)
     cache = _read_cache(path)
     entry = cache.get(key)
     valid = isinstance(entry, dict) and float(entry.get("flops", 0)) > 0

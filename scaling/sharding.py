@@ -124,28 +124,31 @@ def replicated(mesh):
     return NamedSharding(mesh, P())
 
 
-def initialize_distributed() -> bool:
-    """Join a multi-process JAX job if the environment asks for one; returns whether it did.
+def initialize_distributed(settings=None) -> bool:
+    """Join a multi-process JAX job if the settings ask for one; returns whether this process is in one.
 
-    Reads ``SCALING_COORDINATOR`` (``host:port``), ``SCALING_NUM_PROCESSES`` and
-    ``SCALING_PROCESS_ID``; without them, defers to JAX's own auto-detection only when
-    SLURM / TPU / Open MPI variables are present.  On CPU the collectives use gloo.
-    Safe to call twice (the second call is a no-op).
+    ``settings.coordinator`` (``host:port``), ``num_processes`` and ``process_id`` name the job
+    explicitly (:mod:`scaling.settings`); without them, JAX's own auto-detection is used only
+    when SLURM / TPU / Open MPI variables are present.  On CPU the collectives use gloo.
+    Safe to call twice (the second call is a no-op).  ``settings`` default: read from the
+    environment now.
     """
     import jax
 
+    from scaling.settings import Settings
+
     if getattr(initialize_distributed, "_done", False):
         return True
-    coord = os.environ.get("SCALING_COORDINATOR")
-    if coord:
-        n = int(os.environ.get("SCALING_NUM_PROCESSES", "1"))
-        pid = int(os.environ.get("SCALING_PROCESS_ID", "0"))
-        if n <= 1:
+    settings = settings or Settings.from_environ()
+    if settings.coordinator:
+        if settings.num_processes <= 1:
             return False
         if os.environ.get("JAX_PLATFORMS", "cpu") == "cpu" or jax.config.jax_platforms == "cpu":
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator_address=coord, num_processes=n, process_id=pid)
+        jax.distributed.initialize(coordinator_address=settings.coordinator, num_processes=settings.num_processes,
+                                   process_id=settings.process_id)
     elif any(k in os.environ for k in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")):
+        # the cluster's own variables (not ours): JAX reads them itself
         n = int(os.environ.get("SLURM_NTASKS", os.environ.get("OMPI_COMM_WORLD_SIZE", "1")))
         if n <= 1 and "TPU_WORKER_HOSTNAMES" not in os.environ:
             return False

@@ -9,11 +9,11 @@ small steps into one step of K-times-larger batched matmuls: one dispatch, one h
 trip, and kernels big enough to keep the vector units (or an accelerator) busy.
 
 That is an accelerator argument.  On CPU a tiny model's step is mostly elementwise and
-softmax work that grows with K, and ``benchmarks/stacked.py`` measured the stacked LR
-sweep at 0.73-0.92x the speed of sequential training on 2 cores, so the local worker only
-stacks on CPU when asked (``SCALING_STACK_MAX``; see :func:`scaling.launch.worker.stack_max`).
+softmax work that grows with K, so stacking there does not pay (``benchmarks/stacked.py``
+measures it; the README has the numbers) and the local worker stacks on CPU only when asked
+(``Settings.stack_max``; see :func:`scaling.launch.worker.stack_max`).
 
-Why it is *correct* to stack follows from how :mod:`scaling.train` compiles.  Its programs
+Why it is *correct* to stack follows from how :mod:`scaling.programs` compiles.  Its programs
 depend only on shapes: every optimizer number enters the step as the traced ``hp`` vector
 and the seed's PRNG key is an argument of ``init``.  Cells with the same :func:`stack_key`
 therefore differ only in *values*, and ``vmap`` gives each member its own values:
@@ -32,16 +32,15 @@ eval     params                              the eval set is the same for every 
 
 No operation mixes members (gradients, clipping norms and Adam moments are all per member),
 so member i's losses equal ``train(cell_i)``'s up to the float reassociation of batched
-versus unbatched kernels; ``tests/test_stacked.py`` checks rtol 1e-5 over 16 steps.  Over long
-runs at high learning rates Adam amplifies that rounding noise (as it does between any two
-differently-fused programs): after 100 steps the members agree to 5e-6 at LR 3e-3 on the
-smallest LR-sweep size and drift by up to 0.07 nats at LR 0.048 on the largest, 10x
-above its best LR.
+versus unbatched kernels (``tests/test_stacked.py`` checks rtol 1e-5 over 16 steps); over
+long runs at high learning rates Adam amplifies that rounding noise, as it does between any
+two differently-fused programs.
 
 **Run directories.**  Each member writes exactly what ``train`` writes, in its own run
-directory, *by the same code*: ``train_stacked`` builds one :class:`scaling.train._Trainer`
-per member (validation, data, accounting) and drives its bookkeeping methods (config,
-metrics rows, TensorBoard, checkpoints, summary, SUCCESS/DIVERGED) from the stacked loop.
+directory, *by the same code*: ``train_stacked`` builds one :class:`scaling.inputs.RunInputs`
+(validation, data, accounting) and one :class:`scaling.recorder.Recorder` (config, metrics
+rows, TensorBoard, checkpoints, summary, SUCCESS/DIVERGED) per member and calls the
+recorders from the stacked loop, exactly as ``train`` calls its one.
 Two numbers are necessarily shared: a member's tokens/s (and MFU) is *its* tokens over the
 wall time of the stacked loop, and its ``timing``/``compile_s`` are its 1/K share of the
 stack's phase seconds, so that summing ``timing`` over a sweep's summaries (the sweep
@@ -73,13 +72,14 @@ from __future__ import annotations
 import dataclasses
 import signal
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from scaling.config import Cell, ConfigError
-from scaling.train import (EVAL_KEYS, HPARAMS, TRAIN_KEYS, _setup_compile_cache, _Throughput, _Timer, _Trainer,
-                           abstract_batch, abstract_train_state, check_entry, compile_init, hyperparams, lru_get,
-                           make_eval_step, make_init, make_train_step, program_key, train, unboxed)
+from scaling.optim import HPARAMS, hyperparams
+from scaling.programs import (EVAL_KEYS, TRAIN_KEYS, ProgramCache, abstract_batch, abstract_train_state,
+                              compile_init, make_eval_step, make_init, make_train_step, program_key, unboxed)
+from scaling.rundir import RunDir
+from scaling.train import check_entry, prepare_process, train
 
 # What cells must share to be stacked: the compiled program's shape (model, batches, mesh), the
 # step count (one loop drives all members), the data (one shared eval set, one source), and the
@@ -145,8 +145,7 @@ class StackedPrograms:
     stack: Any
 
 
-_STACKED: dict = {}  # (program key, K, shared batch) -> StackedPrograms; insertion order = LRU order
-_STACKED_MAX = 4
+_STACKED = ProgramCache(4)  # (program key, K, shared batch) -> StackedPrograms
 
 
 def _member_axis(sh):
@@ -202,8 +201,8 @@ def compiled_stacked(cell: Cell, mesh, members: int, shared_batch: bool) -> Stac
     Like ``train``'s programs they depend only on shapes, so the persistent compilation cache
     (``SCALING_COMPILE_CACHE``) serves them across processes too.
     """
-    return lru_get(_STACKED, (program_key(cell, mesh), members, shared_batch),
-                   lambda: lower_stacked(cell, mesh, members, shared_batch), _STACKED_MAX)
+    return _STACKED.get((program_key(cell, mesh), members, shared_batch),
+                        lambda: lower_stacked(cell, mesh, members, shared_batch))
 
 
 # ----------------------------------------------------------------------------------------
@@ -211,7 +210,8 @@ def compiled_stacked(cell: Cell, mesh, members: int, shared_batch: bool) -> Stac
 # ----------------------------------------------------------------------------------------
 
 
-def train_stacked(cells: Sequence[Cell], run_dirs: Sequence, *, stop_after_step: int | None = None) -> list[dict]:
+def train_stacked(cells: Sequence[Cell], run_dirs: Sequence, *, stop_after_step: int | None = None,
+                  settings=None) -> list[dict]:
     """Train ``cells`` (same :func:`stack_key`) together, each into its own run dir; return their summaries.
 
     Behaves, per member, like ``train(cell, run_dir, stop_after_step=...)`` (see the module
@@ -219,38 +219,48 @@ def train_stacked(cells: Sequence[Cell], run_dirs: Sequence, *, stop_after_step:
     of ``cells`` and carry ``"stacked": K``, except those of members that were already
     finished (their stored summary) or trained alone (one left, or mismatched checkpoints).
     """
+    from scaling.settings import Settings
+
     t_entry = time.perf_counter()
-    cells, run_dirs = list(cells), [Path(d) for d in run_dirs]
+    settings = settings or Settings.from_environ()
+    cells, run_dirs = list(cells), [RunDir(d) for d in run_dirs]
     if not cells or len(cells) != len(run_dirs):
         raise ConfigError(f"train_stacked: got {len(cells)} cells and {len(run_dirs)} run dirs; "
                           "pass one run dir per cell (at least one)")
-    if len({d.resolve() for d in run_dirs}) != len(run_dirs):
+    if len({d.path.resolve() for d in run_dirs}) != len(run_dirs):
         raise ConfigError("train_stacked: run dirs must be distinct (one per cell)")
     for c in cells:
         c.validate()
     check_stackable(cells)
     summaries = [check_entry(c, d, stop_after_step) for c, d in zip(cells, run_dirs)]
     todo = [i for i, s in enumerate(summaries) if s is None]
+
+    def alone(i):
+        return train(cells[i], run_dirs[i].path, stop_after_step=stop_after_step, settings=settings)
+
     if len(todo) == 1:  # a stack of one is just a run: share train's compiled programs
-        summaries[todo[0]] = train(cells[todo[0]], run_dirs[todo[0]], stop_after_step=stop_after_step)
+        summaries[todo[0]] = alone(todo[0])
     if len(todo) <= 1:
         return summaries
 
-    _setup_compile_cache()
+    prepare_process(settings)
     import jax
 
-    from scaling import sharding
+    from scaling.inputs import RunInputs
+    from scaling.recorder import Recorder, Timer
 
-    sharding.initialize_distributed()
     if jax.process_count() > 1:
         raise ConfigError(f"train_stacked: {jax.process_count()} processes; stacking is single-process only "
                           "(multi-host sweeps train one cell at a time)")
-    members: list[_Trainer] = []
+    timer = Timer()  # phase seconds accrue once for the stack; each member gets its share at the end
+    recorders: list[Recorder] = []
     for i in todo:
-        members.append(_Trainer(cells[i], run_dirs[i], stop_after_step, t_entry, like=members[0] if members else None))
-    got = _Stack(members, t_entry).run()
+        inputs = RunInputs(cells[i], settings, like=recorders[0].inputs if recorders else None)
+        recorders.append(Recorder(cells[i], run_dirs[i], inputs, stop_after_step=stop_after_step, t_entry=t_entry,
+                                  timer=timer))
+    got = _Stack(recorders, timer, t_entry).run()
     if got is None:  # members stand at different steps: resume each one alone
-        got = [train(m.cell, m.run_dir, stop_after_step=stop_after_step) for m in members]
+        got = [alone(i) for i in todo]
     for i, s in zip(todo, got):
         summaries[i] = s
     return summaries
@@ -259,12 +269,10 @@ def train_stacked(cells: Sequence[Cell], run_dirs: Sequence, *, stop_after_step:
 class _Stack:
     """One train_stacked() call over K members: the stacked state, the loop, one clock for all."""
 
-    def __init__(self, members: list[_Trainer], t_entry: float):
+    def __init__(self, members, timer, t_entry: float):
         self.members, self.K, self.t_entry = members, len(members), t_entry
         self.lead = members[0]
-        self.timer = _Timer()
-        for m in members:  # phase seconds accrue once for the stack; each member gets its share at the end
-            m.timer = self.timer
+        self.timer = timer
         self.shared_batch = len({m.cell.seed for m in members}) == 1
 
     def _batch(self, step_index: int) -> dict:
@@ -272,8 +280,8 @@ class _Stack:
         import numpy as np
 
         if self.shared_batch:
-            return self.lead._train_batch(step_index)
-        host = [m._host_train_batch(step_index) for m in self.members]
+            return self.lead.inputs.train_batch(step_index, self.progs.rows_sharding)
+        host = [m.inputs.host_train_batch(step_index) for m in self.members]
         return {k: jax.make_array_from_process_local_data(self.progs.batch_sharding, np.stack([h[k] for h in host]))
                 for k in TRAIN_KEYS}
 
@@ -282,31 +290,28 @@ class _Stack:
         import jax
 
         progs, members = self.progs, self.members
-        with self.timer("checkpoint"):
-            latest = {m.ckpt.latest_step() for m in members}
+        latest = {m.latest_step() for m in members}
         if latest == {None}:
             with self.timer("compile"):
                 state = progs.init(jax.numpy.stack([jax.random.PRNGKey(m.cell.seed) for m in members]))
             for m in members:
-                m._resume(0, {})
+                m.resume(0, {})
             return state, 0
         if len(latest) > 1:
             return None
-        restored = [m._restore(progs.member_state) for m in members]
+        restored = [m.restore(progs.member_state) for m in members]
         starts = {start for _, start, _ in restored}
         if len(starts) > 1:  # a corrupt newest step made one member fall back to an older one
             return None
         for m, (_, start, meta) in zip(members, restored):
-            m._resume(start, meta)
+            m.resume(start, meta)
         with self.timer("checkpoint"):
             return progs.stack([s for s, _, _ in restored]), starts.pop()
 
-    def _finish(self, i: int, state_name: str, step: int, tput: _Throughput) -> dict:
+    def _finish(self, i: int, state_name: str, step: int, tput) -> dict:
         m = self.members[i]
-        m._close()
-        m.timer = _Timer()
-        m.timer.t = {k: v / self.K for k, v in self.timer.t.items()}
-        return m._finish(state_name, step, tput.overall(), {"stacked": self.K})
+        m.close()
+        return m.finish(state_name, step, tput.overall(), timer=self.timer.share(self.K), extra={"stacked": self.K})
 
     def run(self) -> list[dict] | None:
         import jax
@@ -317,43 +322,40 @@ class _Stack:
         members, lead, timer = self.members, self.lead, self.timer
         try:
             for m in members:
-                m._prepare_dir()
-                m._open_checkpoints()
-            t0 = time.perf_counter()
-            self.progs = progs = compiled_stacked(lead.cell, lead.mesh, self.K, self.shared_batch)
-            timer.t["compile"] += time.perf_counter() - t0
-            for m in members:
-                m.batch_sh = progs.rows_sharding
+                m.open()
+            with timer("compile"):
+                self.progs = progs = compiled_stacked(lead.cell, lead.inputs.mesh, self.K, self.shared_batch)
             got = self._init_or_restore()
             if got is None:
                 return None
             state, start = got
             with timer("data"):
-                eval_data = lead._eval_batches()
-            counts = lead.acc.count_params_tree(jax.device_get(progs.take(state, np.int32(0))["params"]),
-                                                lead.cell.model)
+                eval_data = lead.inputs.eval_batches(progs.rows_sharding)
+            params0 = jax.device_get(progs.take(state, np.int32(0))["params"])
             for m in members:
-                m.param_counts = counts
-                m._open_writers(start)
+                m.count_params(params0)
+                m.open_writers(start)
             timer.t["startup"] = max(0.0, (time.perf_counter() - self.t_entry) - sum(timer.t.values()))
             return self._loop(state, start, eval_data, install_sigterm_handler(None))
         finally:
             for m in members:
-                m._close()
+                m.close()
 
     def _loop(self, state, start: int, eval_data, guard) -> list[dict]:
         import jax
         import numpy as np
 
+        from scaling.recorder import Throughput
+
         members, progs, timer = self.members, self.progs, self.timer
-        tput = _Throughput(self.lead.cell.tokens_per_step)
+        tput = Throughput(self.lead.cell.tokens_per_step)
         alive = list(range(self.K))
         done: dict[int, dict] = {}
         step = start
         try:
             while step < self.lead.end_step and alive:
                 step += 1
-                t_a = time.perf_counter()
+                t_step = time.perf_counter()
                 with timer("data"):
                     batch = self._batch(step - 1)
                     hp_np = np.stack([hyperparams(m.cell.optim, m.steps, step) for m in members])
@@ -361,18 +363,18 @@ class _Stack:
                 with timer("train"):
                     state, out = progs.step(state, batch, hp)
                     out = jax.device_get(out)
-                tput.add(time.perf_counter() - t_a)
+                tput.add(time.perf_counter() - t_step)
 
                 sums: list = []  # the stacked eval runs once per eval step, for every member at once
 
                 def evaluate(i, params=state["params"]):
                     if not sums:
                         sums.extend(jax.device_get([progs.eval(params, b) for b in eval_data]))
-                    return members[i]._eval_numbers([{k: v[i] for k, v in o.items()} for o in sums])
+                    return members[i].inputs.eval_numbers([{k: v[i] for k, v in o.items()} for o in sums])
 
                 stopping, logged_any = guard.requested, False
                 for i in list(alive):
-                    diverged, logged = members[i]._after_step(
+                    diverged, logged = members[i].after_step(
                         step, float(hp_np[i, 0]), float(out["loss"][i]), float(out["grad_norm"][i]),
                         lambda i=i: evaluate(i), tput.window())
                     if diverged:  # finished here; its bad state is not checkpointed, the others go on
@@ -380,7 +382,7 @@ class _Stack:
                         done[i] = self._finish(i, "diverged", step, tput)
                         continue
                     logged_any |= logged
-                    members[i]._checkpoint(step, lambda i=i: progs.take(state, np.int32(i)), stopping)
+                    members[i].checkpoint(step, lambda i=i: progs.take(state, np.int32(i)), stopping)
                 if logged_any:
                     tput.reset_window()
                 if stopping:

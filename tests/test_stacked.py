@@ -19,7 +19,8 @@ import pytest
 from scaling.config import Cell, ConfigError, DataConfig, ModelConfig, OptimConfig
 from scaling.launch import state
 from scaling.stacked import stack_key, train_stacked
-from scaling.train import read_metrics, train
+from scaling.rundir import read_metrics
+from scaling.train import train
 
 STEPS = 16
 MODEL = ModelConfig(vocab_size=130, seq_len=32, d_model=32, n_layers=2, n_heads=2, kv_size=16, ffw_size=64)

@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 
 from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig, cell_to_json
-from scaling.train import learning_rate, read_metrics, train
+from scaling.optim import learning_rate
+from scaling.rundir import read_metrics
+from scaling.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocess runs (and this process, if nothing compiled before) reuse compiled steps.
@@ -286,7 +288,7 @@ def test_schedules():
     import jax
     import jax.numpy as jnp
 
-    from scaling.train import HPARAMS, hyperparams, init_opt_state, make_optimizer
+    from scaling.optim import HPARAMS, hyperparams, init_opt_state, make_optimizer
 
     wd = 0.1
     opt = dataclasses.replace(cos, weight_decay=wd)
@@ -313,7 +315,7 @@ def test_train_step_program_is_independent_of_budget_and_optimizer_numbers():
     """Same shape, different budgets / peak LRs / schedules / optimizer numbers / seeds: the same
     lowered programs, so a sweep's second cell of a shape is a compilation-cache hit."""
     from scaling import sharding
-    from scaling.train import compiled_programs, lower_programs, program_key
+    from scaling.programs import compiled_programs, lower_programs, program_key
 
     mesh = sharding.make_mesh(CELL.mesh)
     a = dataclasses.replace(CELL, tokens=7 * 16 * 32)
@@ -339,7 +341,8 @@ def test_grad_accumulation_matches_one_big_batch():
 
     from scaling import data as sdata
     from scaling.model import Decoder
-    from scaling.train import TRAIN_KEYS, hyperparams, init_opt_state, make_train_step
+    from scaling.optim import hyperparams, init_opt_state
+    from scaling.programs import TRAIN_KEYS, make_train_step
 
     src = sdata.open_source(CELL.data, "train", MODEL.seq_len)
     b = src.batch(0, 16, seed=0)

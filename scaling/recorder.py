@@ -1,0 +1,312 @@
+"""The bookkeeping of one run: checkpoints, metrics rows, divergence, summary, final marker.
+
+:class:`Recorder` is what both training loops call around their compiled steps:
+:func:`scaling.train.train` owns one, :func:`scaling.stacked.train_stacked` owns one per
+member.  So a stacked member's run directory is written by exactly the code that writes a
+plain run's, and cannot drift from it.  The call order is::
+
+    rec.open()                                  # config.json, checkpointer
+    state, start, meta = rec.restore(abstract)  # (None, 0, {}) without a checkpoint
+    rec.resume(start, meta)                     # drop metrics rows after start
+    rec.count_params(params); rec.open_writers(start)
+    for step in ...:                            # 1-based; step s trains on batch s-1
+        diverged, logged = rec.after_step(step, lr, loss, grad_norm, evaluate, tokens_per_s)
+        rec.checkpoint(step, get_state, stopping)
+    rec.close(); summary = rec.finish(state_name, step, tokens_per_s)
+
+Numbers come from :mod:`scaling.accounting` through :class:`scaling.inputs.RunInputs`; the
+file layout from :mod:`scaling.rundir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from scaling.config import Cell, to_dict
+from scaling.optim import effective_warmup
+from scaling.rundir import RunDir, finite_or_none
+
+PHASES = ("startup", "compile", "data", "train", "eval", "checkpoint")
+
+
+class Timer:
+    """Wall seconds per phase (:data:`PHASES`): ``with timer('data'): ...``."""
+
+    def __init__(self):
+        self.t = dict.fromkeys(PHASES, 0.0)
+
+    def __call__(self, key: str):
+        timer = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.t[key] += time.perf_counter() - self.t0
+
+        return _Phase()
+
+    def share(self, k: int) -> "Timer":
+        """A timer holding 1/k of these seconds (a stacked member's share of the stack's time)."""
+        out = Timer()
+        out.t = {key: v / k for key, v in self.t.items()}
+        return out
+
+
+class Throughput:
+    """Seconds and tokens of the steps one call ran: overall (for the summary) and since the last row.
+
+    A step's seconds are its data + train time (not eval or checkpointing), so tokens/s
+    measures the training loop itself.
+    """
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.seconds, self.steps = 0.0, 0
+        self.window_s, self.window_tokens = 0.0, 0
+
+    def add(self, dt: float) -> None:
+        self.seconds += dt
+        self.steps += 1
+        self.window_s += dt
+        self.window_tokens += self.tokens_per_step
+
+    def window(self) -> float | None:
+        return self.window_tokens / self.window_s if self.window_s > 0 else None
+
+    def reset_window(self) -> None:
+        self.window_s, self.window_tokens = 0.0, 0
+
+    def overall(self) -> float | None:
+        return self.steps * self.tokens_per_step / self.seconds if self.seconds > 0 else None
+
+
+_GIT_SHA: list = []
+
+
+def git_sha() -> str | None:
+    """The commit of the code that trained (None outside a git checkout); asked once per process."""
+    if not _GIT_SHA:
+        try:
+            out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                 capture_output=True, text=True, timeout=10)
+            _GIT_SHA.append(out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None)
+        except (OSError, subprocess.SubprocessError):
+            _GIT_SHA.append(None)
+    return _GIT_SHA[0]
+
+
+def library_versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for k, dist in (("jax", "jax"), ("flax", "flax"), ("optax", "optax"), ("orbax", "orbax-checkpoint")):
+        try:
+            out[k] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[k] = None
+    return out
+
+
+class Recorder:
+    """Run-directory bookkeeping of one run (see the module docstring for the call order).
+
+    ``inputs`` is the run's :class:`scaling.inputs.RunInputs`; ``timer`` may be shared by the
+    members of a stack (their phase seconds then accrue once, and each member's summary gets
+    its share through ``finish(timer=...)``).  Only the lead process writes files.
+    """
+
+    def __init__(self, cell: Cell, run_dir: RunDir, inputs, *, stop_after_step: int | None, t_entry: float,
+                 timer: Timer | None = None):
+        self.cell, self.run_dir, self.inputs = cell, run_dir, inputs
+        self.stop_after_step, self.t_entry = stop_after_step, t_entry
+        self.timer = timer or Timer()
+        self.steps = cell.steps
+        self.writes = inputs.is_lead
+        self.ckpt = self.tb = self.metrics_file = None
+        self.param_counts = None
+        self.running_min = math.inf
+        self.last = {"loss": None, "eval_loss": None, "eval_bpb": None}
+
+    @property
+    def end_step(self) -> int:
+        """The last step this call trains: the run's last, or ``stop_after_step``."""
+        return self.steps if self.stop_after_step is None else min(self.steps, self.stop_after_step)
+
+    # ---- opening --------------------------------------------------------------------
+    def open(self) -> None:
+        """Write ``config.json`` (lead process) and open the checkpointer."""
+        from scaling.checkpoint import Checkpointer
+
+        if self.writes:
+            self.run_dir.write_cell(self.cell)
+        self.ckpt = Checkpointer(self.run_dir.checkpoints, keep_last=self.cell.keep_last,
+                                 keep_every=self.cell.keep_every)
+
+    def latest_step(self) -> int | None:
+        with self.timer("checkpoint"):
+            return self.ckpt.latest_step()
+
+    def restore(self, abstract_state) -> tuple[Any, int, dict]:
+        """``(state, its step, meta)`` from the newest good checkpoint, or ``(None, 0, {})`` without one."""
+        import jax
+
+        with self.timer("checkpoint"):
+            latest = self.ckpt.latest_step()
+            if latest is None:
+                return None, 0, {}
+            state, meta = self.ckpt.restore(latest, abstract_state)
+            return state, int(jax.device_get(state["step"])), meta
+
+    def resume(self, start: int, meta: dict) -> None:
+        """Drop metrics rows after ``start``; recover the running-min loss and the last logged values."""
+        rows = self.run_dir.truncate_metrics(start) if self.writes else []
+        self.running_min = meta.get("running_min_loss") if meta else None
+        if self.running_min is None:
+            losses = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
+            self.running_min = min(losses) if losses else math.inf
+        # a resumed run reports the last logged values until it logs new ones (e.g. when the final
+        # checkpoint was written but the process died before SUCCESS: nothing is left to train)
+        self.last = {"loss": rows[-1].get("train_loss") if rows else None, "eval_loss": None, "eval_bpb": None}
+        for r in reversed(rows):
+            if r.get("eval_loss") is not None:
+                self.last["eval_loss"], self.last["eval_bpb"] = r["eval_loss"], r.get("eval_bpb")
+                break
+
+    def count_params(self, params) -> None:
+        """Parameter bases counted from the real (host) parameter tree."""
+        from scaling import accounting
+
+        self.param_counts = accounting.count_params_tree(params, self.cell.model)
+
+    def open_writers(self, start: int) -> None:
+        """Open ``metrics.jsonl`` for appending and TensorBoard (events after ``start`` purged)."""
+        if not self.writes:
+            return
+        from tensorboardX import SummaryWriter
+
+        self.tb = SummaryWriter(str(self.run_dir.tensorboard), purge_step=start + 1 if start else None)
+        self.metrics_file = self.run_dir.open_metrics()
+
+    # ---- per step -------------------------------------------------------------------
+    def after_step(self, step: int, lr: float, loss: float, grad_norm: float, evaluate,
+                   tokens_per_s) -> tuple[bool, bool]:
+        """Bookkeeping of one finished update: divergence check, eval, metrics row; ``(diverged, logged)``.
+
+        ``evaluate()`` returns ``(eval_loss, eval_bpb)`` of the updated parameters; it is only
+        called on eval steps, never for a diverged state.  ``tokens_per_s`` is the throughput
+        since the last row; the caller restarts that window when a row was logged.
+        """
+        cell = self.cell
+        self.last["loss"] = loss
+        diverged = not math.isfinite(loss) or (
+            cell.max_loss_spike > 0 and math.isfinite(self.running_min)
+            and loss > self.running_min + cell.max_loss_spike)
+        if math.isfinite(loss):
+            self.running_min = min(self.running_min, loss)
+
+        is_last = step == self.steps
+        do_eval = (not diverged) and (is_last or (cell.eval_every > 0 and step % cell.eval_every == 0))
+        ev_loss = ev_bpb = None
+        if do_eval:
+            with self.timer("eval"):
+                ev_loss, ev_bpb = evaluate()
+            self.last["eval_loss"], self.last["eval_bpb"] = ev_loss, ev_bpb
+
+        logged = diverged or do_eval or is_last or step % cell.log_every == 0 or step == self.end_step
+        if logged and self.writes:
+            row = self._row(step, lr, loss, grad_norm, ev_loss, ev_bpb, tokens_per_s)
+            self.metrics_file.write(json.dumps(row) + "\n")
+            self.metrics_file.flush()
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+        return diverged, logged
+
+    def checkpoint(self, step: int, get_state, stopping: bool) -> None:
+        """Save ``get_state()`` after ``step`` on the cadence, at the end of this call, or when ``stopping``
+        (SIGTERM: then also wait until it is durable, because the process exits next)."""
+        if stopping or step % self.cell.checkpoint_every == 0 or step == self.end_step:
+            with self.timer("checkpoint"):
+                meta = {"step": step, "data_position": step, "running_min_loss": finite_or_none(self.running_min),
+                        "cell": to_dict(self.cell), "run_id": self.cell.run_id}
+                self.ckpt.save(step, get_state(), meta)
+                if stopping:
+                    self.ckpt.wait()
+
+    # ---- closing --------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the metrics file, TensorBoard and the checkpointer (durable on return); idempotent."""
+        if self.metrics_file is not None:
+            self.metrics_file.close()
+            self.metrics_file = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+        if self.ckpt is not None:
+            with self.timer("checkpoint"):
+                self.ckpt.wait()
+                self.ckpt.close()
+            self.ckpt = None
+
+    def finish(self, state_name: str, step: int, tokens_per_s, *, timer: Timer | None = None,
+               extra: dict | None = None) -> dict:
+        """The summary after ``step``; for a finished run also ``summary.json`` and, last, its marker.
+
+        ``state_name`` "done" before the run's last step becomes "partial" (``stop_after_step``).
+        """
+        if state_name == "done" and step < self.steps:
+            state_name = "partial"
+        summary = self._summary(state_name, step, tokens_per_s, timer or self.timer)
+        summary.update(extra or {})
+        if self.writes and state_name in ("done", "diverged"):
+            self.run_dir.finish(summary)
+        return summary
+
+    # ---- rows -----------------------------------------------------------------------
+    def _row(self, step, lr, loss, grad_norm, ev_loss, ev_bpb, tokens_per_s) -> dict:
+        tokens = step * self.cell.tokens_per_step
+        row = {"step": step, "train_loss": finite_or_none(loss),
+               "lr": lr,  # the float32 learning rate the update applied
+               "grad_norm": finite_or_none(grad_norm), "tokens_seen": tokens, "epoch": self.inputs.epoch(tokens)}
+        if ev_loss is not None:
+            row["eval_loss"] = ev_loss
+            row["eval_bpb"] = ev_bpb
+        for conv, f in self.inputs.flops_per_token.items():
+            row[f"flops_{conv}"] = f * tokens
+        row["tokens_per_s"] = tokens_per_s
+        row["mfu"] = self.inputs.mfu(tokens_per_s)
+        return row
+
+    def _summary(self, state_name: str, step: int, tokens_per_s, timer: Timer) -> dict:
+        cell, cfg, inputs = self.cell, self.cell.model, self.inputs
+        tokens = step * cell.tokens_per_step
+        fpt = inputs.flops_per_token
+        info = inputs.info
+        return {
+            "run_id": cell.run_id, "state": state_name, "steps": step, "steps_planned": self.steps,
+            "tokens_seen": tokens, "tokens_unique": inputs.unique_tokens(tokens), "epochs": inputs.epoch(tokens),
+            "params": self.param_counts.as_dict(),
+            "flops_per_token": dict(fpt),
+            "flops_achieved": {k: v * tokens for k, v in fpt.items()},
+            "group": cell.group, "budget": cell.budget, "flops_convention": cell.flops_convention,
+            "final_eval_loss": self.last["eval_loss"], "final_eval_bpb": self.last["eval_bpb"],
+            "final_train_loss": finite_or_none(self.last["loss"]),
+            "tokens_per_s": tokens_per_s, "mfu": inputs.mfu(tokens_per_s),
+            "peak_flops": inputs.peak, "peak_flops_source": inputs.peak_source, "n_devices": inputs.n_devices,
+            "wall_s": time.perf_counter() - self.t_entry, "compile_s": timer.t["compile"], "timing": dict(timer.t),
+            "git_sha": git_sha(), "versions": library_versions(),
+            "task": info.name, "corpus_hash": info.corpus_hash, "vocab_hash": info.vocab_hash,
+            "entropy_rate": info.entropy_rate,
+            "schedule": cell.optim.schedule, "peak_lr": cell.optim.peak_lr,
+            "warmup_steps": effective_warmup(cell.optim, self.steps),
+            "batch_size": cell.batch_size, "seq_len": cfg.seq_len, "grad_accum": cell.grad_accum,
+            "mesh": dict(inputs.mesh.shape), "model": dataclasses.asdict(cfg),
+        }
