@@ -4,7 +4,8 @@ For TPU/GPU users: ``c4_en`` with a 32k SentencePiece vocabulary, 2048-token seq
 cosine decay to 10% over each run's own budget, AdamW.  Each budget trains 9 sizes
 log-spaced over a factor 4 either side of the Chinchilla-law optimum (Approach 3 fit,
 ``N_opt = G (C/6)^a``).  ``scaling plan experiments/chinchilla_isoflop.py`` lists the 81
-cells; expect roughly 1e23 FLOPs in total.  On a TPU pod: ``tpu_scripts/run_sweep.sh``.
+cells; expect roughly 1e23 FLOPs in total.  On a TPU pod:
+``tpu_scripts/tpu.py all --name N --zone Z --type v5p-128 --experiment experiments/chinchilla_isoflop.py --out DIR``.
 """
 
 from scaling.config import DataConfig, OptimConfig

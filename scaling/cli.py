@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
     cell = build_cell(args)
     from scaling import train as train_mod
 
-    summary = train_mod.train(cell, args.out)
+    summary = train_mod.train(cell, args.out, settings=args.settings)
     keys = ("run_id", "state", "steps", "tokens_seen", "final_eval_loss", "final_eval_bpb",
             "tokens_per_s", "mfu", "wall_s")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from scaling.settings import Settings
+
     try:
+        args.settings = Settings.from_environ()  # read once, here, and handed to the command
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Run directories -> one tidy results table (``results.parquet`` + ``results.csv``).
 
-The table is *derived*: it is rebuilt from every ``OUT/runs/*/summary.json`` each time, so it
-is never the only copy of anything and it can never hold two rows for one run.  One row per
+The table is *derived*: it is rebuilt from every finished run's ``summary.json``
+(:mod:`scaling.rundir`) each time, so it is never the only copy of anything and it can never
+hold two rows for one run.  One row per
 finished cell (state ``done`` or ``diverged``; analysis filters on ``state == "done"``).
 
 Columns (``COLUMNS``; ``flops_<conv>`` once per FLOP convention in
@@ -37,10 +38,13 @@ entropy_rate        the task's exact entropy rate in nats/token (synthetic sourc
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
+
+from scaling.accounting import CONVENTIONS  # one list of conventions, owned by accounting
+from scaling.recorder import PHASES
+from scaling.rundir import sweep_runs
 
 BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", "n_head", "tied",
                 "tokens", "tokens_unique", "epochs", "budget", "flops_convention", "flops_planned",
@@ -48,39 +52,19 @@ BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", 
 TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "seq_len", "schedule",
                 "peak_lr", "warmup_steps", "tokens_per_s", "mfu", "wall_s", "compile_s", "git_sha",
                 "corpus_hash", "vocab_hash", "group", "task", "entropy_rate"]
-from scaling.accounting import CONVENTIONS  # noqa: E402  (one list of conventions, owned by accounting)
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
-TIMING_KEYS = ("startup", "compile", "data", "train", "eval", "checkpoint")
 
 
 def read_summaries(out: str | os.PathLike) -> list[dict]:
-    """Every parseable ``runs/*/summary.json`` of finished cells, sorted by run id."""
-    runs = Path(out) / "runs"
+    """Every parseable ``summary.json`` of the sweep's finished runs, sorted by run id."""
     found = []
-    if not runs.is_dir():
-        return found
-    for d in sorted(runs.iterdir()):
-        p = d / "summary.json"
-        if not (d / "SUCCESS").exists() and not (d / "DIVERGED").exists():
+    for rd in sweep_runs(out):
+        s = rd.finished_summary()
+        if s is None:
             continue
-        try:
-            s = json.loads(p.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        s.setdefault("run_id", d.name)
-        s["_dir"] = str(d)
+        s.setdefault("run_id", rd.name)
         found.append(s)
     return found
-
-
-def _cell_extras(d: Path) -> dict:
-    try:
-        c = json.loads((d / "config.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    c = c.get("cell", c)
-    return {"group": c.get("group", ""), "budget": c.get("budget"),
-            "warmup_steps": (c.get("optim") or {}).get("warmup_steps")}
 
 
 def summary_row(s: dict) -> dict:
@@ -88,8 +72,7 @@ def summary_row(s: dict) -> dict:
     p = s.get("params") or {}
     fa = s.get("flops_achieved") or {}
     conv = s.get("flops_convention") or "chinchilla"
-    extras = _cell_extras(Path(s["_dir"])) if "_dir" in s else {}
-    budget = s.get("budget", extras.get("budget"))
+    budget = s.get("budget")
     achieved = fa.get(conv)
     row = dict(run_id=s.get("run_id"), state=s.get("state", "done"),
                n_total=p.get("total"), n_non_embedding=p.get("non_embedding"), n_embedding=p.get("embedding"),
@@ -101,10 +84,9 @@ def summary_row(s: dict) -> dict:
     row.update(eval_loss=s.get("final_eval_loss"), eval_bpb=s.get("final_eval_bpb"),
                train_loss=s.get("final_train_loss"), steps=s.get("steps"), batch_size=s.get("batch_size"),
                seq_len=s.get("seq_len"), schedule=s.get("schedule"), peak_lr=s.get("peak_lr"),
-               warmup_steps=s.get("warmup_steps", extras.get("warmup_steps")),
-               tokens_per_s=s.get("tokens_per_s"), mfu=s.get("mfu"), wall_s=s.get("wall_s"),
-               compile_s=s.get("compile_s"), git_sha=s.get("git_sha"), corpus_hash=s.get("corpus_hash"),
-               vocab_hash=s.get("vocab_hash"), group=s.get("group", extras.get("group", "")),
+               warmup_steps=s.get("warmup_steps"), tokens_per_s=s.get("tokens_per_s"), mfu=s.get("mfu"),
+               wall_s=s.get("wall_s"), compile_s=s.get("compile_s"), git_sha=s.get("git_sha"),
+               corpus_hash=s.get("corpus_hash"), vocab_hash=s.get("vocab_hash"), group=s.get("group", ""),
                task=s.get("task"), entropy_rate=s.get("entropy_rate"))
     return row
 
@@ -139,7 +121,7 @@ def write_table(out: str | os.PathLike, run_ids=None):
 
 def timing_breakdown(summaries: list[dict]) -> dict[str, float]:
     """Seconds per phase (startup, compile, data, train, eval, checkpoint) summed over runs."""
-    tot = {k: 0.0 for k in TIMING_KEYS}
+    tot = dict.fromkeys(PHASES, 0.0)
     for s in summaries:
         for k, v in (s.get("timing") or {}).items():
             if k in tot and v is not None:

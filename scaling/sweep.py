@@ -11,8 +11,8 @@ A sweep has three parts:
 
 * a **recipe** (:class:`Recipe`): task, vocabulary, sequence length, batch, optimiser and
   schedule, evaluation cadence, the FLOP convention budgets are spent in, and an optional
-  per-size learning-rate rule ``lr_rule(model_config, param_counts) -> peak_lr`` (issue 6
-  fits one on ``experiments/lr_sweep.py``);
+  per-size learning-rate rule ``lr_rule(model_config, param_counts) -> peak_lr``
+  (``experiments/lr_sweep.py`` fits one);
 * a **shape rule**: ``family="rule"`` turns any target size N into a sensible shape through
   :func:`scaling.families.shape_for_params`; any other family name (``"chinchilla"``,
   ``"gopher"``, ...) takes sizes as member names through :func:`scaling.families.member_config`;
@@ -30,6 +30,11 @@ rounding, grids off-centre, budgets whose sizes cannot bracket an interior minim
 Planning is pure: it imports no JAX and reads no data, so ``scaling plan`` is instant.
 Malformed experiments (negative budget, unknown member, empty grid, tokens below one batch)
 raise one :class:`~scaling.config.ConfigError` here, before anything trains.
+
+Planning is data-driven: every cell is ``dataclasses.replace`` of the recipe's template cell
+(:meth:`Recipe.template`: every :class:`~scaling.config.Cell` field the recipe names, copied by
+name, so a new Cell field is settable from a sweep as soon as the recipe has it), and each grid
+type owns its ``validate()`` and its ``expand(planner)``.
 """
 
 from __future__ import annotations
@@ -40,13 +45,11 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Union
 
 from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig
+from scaling.grids import Allocation, IsoFLOP, NxD, Prior, Size  # noqa: F401  (experiments import them from here)
 
-# Chinchilla's fitted law (Hoffmann et al. 2022, rounded): the default prior optimum.
-CHINCHILLA_LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
-KAPLAN_EXPONENT = 0.73  # Kaplan et al. 2020: N_opt ∝ C^0.73
 DEFAULT_MFU = 0.25  # used for wall-time estimates until a sweep directory holds measured runs
 
 
@@ -79,131 +82,31 @@ class Recipe:
     grad_accum: int = 1
     eval_every: int = 0
     eval_batches: int = 4
+    eval_batch_size: int = 32
     log_every: int = 10
     checkpoint_every: int = 200
     keep_last: int = 2
+    keep_every: int = 0
     max_loss_spike: float = 0.0
 
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
 
+    def template(self, model: ModelConfig, steps: int) -> Cell:
+        """The cell this recipe makes of ``model`` trained for ``steps`` steps (before per-cell rules).
 
-@dataclasses.dataclass(frozen=True)
-class Prior:
-    """The compute-optimal size a grid is centred on before any of our runs exist.
-
-    Either a tokens-per-parameter ratio r (``N_opt = sqrt(C / (6 r))``, from C = 6 N D and
-    D = r N), or a law ``N_opt = G (C/6)^a`` (``G`` and ``a``), e.g.
-    :meth:`chinchilla` derived from Hoffmann et al.'s fitted L(N, D), or :meth:`from_results`
-    fitted on the IsoFLOP minima of smaller budgets already trained.
-    """
-
-    tokens_per_param: float = 20.0
-    G: float | None = None
-    a: float | None = None
-
-    @classmethod
-    def chinchilla(cls) -> "Prior":
-        p = CHINCHILLA_LAW
-        G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1.0 / (p["alpha"] + p["beta"]))
-        return cls(G=G, a=p["beta"] / (p["alpha"] + p["beta"]))
-
-    @classmethod
-    def from_results(cls, path: str | os.PathLike, *, n_col: str = "n_non_embedding", loss_col: str = "eval_loss",
-                     budget_col: str = "budget", max_budget: float | None = None) -> "Prior":
-        """A prior fitted on finished smaller budgets (a results.csv of an earlier sweep).
-
-        Per budget, a parabola in log N through (log N, loss) gives the IsoFLOP minimum; a line
-        through (log C, log N_opt) gives ``N_opt = G (C/6)^a``.  Needs >= 2 budgets with an
-        interior minimum; raises ConfigError otherwise.  Pure numpy (planning stays instant).
+        Every Cell field the recipe has (by name: :data:`RECIPE_CELL_FIELDS`) is copied; the
+        planner sets the rest (:data:`PLANNER_CELL_FIELDS`).
         """
-        import csv
-
-        import numpy as np
-
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"Prior.from_results({path!r}): no such file; point it at a sweep's results.csv")
-        groups: dict[float, list[tuple[float, float]]] = {}
-        with open(p) as f:
-            for row in csv.DictReader(f):
-                try:
-                    if row.get("state", "done") != "done":
-                        continue
-                    C, n, loss = float(row[budget_col]), float(row[n_col]), float(row[loss_col])
-                except (KeyError, TypeError, ValueError):
-                    continue
-                if max_budget is None or C <= max_budget:
-                    groups.setdefault(C, []).append((math.log(n), loss))
-        opt = []
-        for C, pts in sorted(groups.items()):
-            if len(pts) < 3:
-                continue
-            x, y = np.array(pts).T
-            c2, c1, _ = np.polyfit(x, y, 2)
-            xm = -c1 / (2 * c2) if c2 > 0 else None
-            if xm is not None and x.min() < xm < x.max():
-                opt.append((math.log(C / 6.0), xm))
-        if len(opt) < 2:
-            raise ConfigError(f"Prior.from_results({path!r}): fewer than 2 budgets with an interior IsoFLOP "
-                              f"minimum; use Prior(tokens_per_param=...) instead")
-        a, logG = np.polyfit(*np.array(opt).T, 1)
-        return cls(G=float(math.exp(logG)), a=float(a))
-
-    def n_opt(self, budget: float) -> float:
-        if self.G is not None and self.a is not None:
-            return self.G * (budget / 6.0) ** self.a
-        return math.sqrt(budget / (6.0 * self.tokens_per_param))
+        return Cell(model=model, tokens=steps * self.tokens_per_step,
+                    **{f: getattr(self, f) for f in RECIPE_CELL_FIELDS})
 
 
-Size = Union[float, int, str]
-
-
-@dataclasses.dataclass(frozen=True)
-class NxD:
-    """Approach 1: every size trained at several token horizons (separate cosine runs).
-
-    Give either ``tokens`` (absolute horizons, same for every size) or ``tokens_per_param``
-    (horizons relative to each model's parameter count in the sweep's basis).  With
-    ``peak_lrs`` every (size, horizon) runs once per learning rate (``experiments/lr_sweep.py``).
-    """
-
-    sizes: tuple[Size, ...]
-    tokens: tuple[float, ...] = ()
-    tokens_per_param: tuple[float, ...] = ()
-    peak_lrs: tuple[float, ...] = ()  # non-empty: every (size, horizon) at each LR (an LR sweep)
-
-
-@dataclasses.dataclass(frozen=True)
-class IsoFLOP:
-    """Approach 2/3: per budget C, ``n_sizes`` sizes log-spaced over ``[N*/span, N* span]``.
-
-    N* is the prior optimum (or ``centres[i]`` when given). Each size trains for
-    ``C / flops_per_token`` tokens rounded to whole batches; the achieved FLOPs are recorded.
-    """
-
-    budgets: tuple[float, ...]
-    n_sizes: int = 7
-    span: float = 4.0
-    prior: Prior = Prior()
-    centres: tuple[float, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Allocation:
-    """Chinchilla vs Kaplan at equal compute: per budget, two cells.
-
-    ``chinchilla_rule``: N = prior.n_opt(C). ``kaplan_rule``: N = prior.n_opt(anchor) *
-    (C / anchor)^0.73 — both rules pass through the same point at the anchor budget (default:
-    the smallest budget divided by ``anchor_factor``), so they diverge as C grows.
-    """
-
-    budgets: tuple[float, ...]
-    prior: Prior = Prior()
-    anchor: float | None = None
-    anchor_factor: float = 10.0
-    kaplan_exponent: float = KAPLAN_EXPONENT
+# Cell fields the planner decides per cell; every other Cell field comes from the recipe.
+PLANNER_CELL_FIELDS = ("model", "tokens", "name", "budget", "group")
+RECIPE_CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell)
+                           if f.name in {g.name for g in dataclasses.fields(Recipe)})
 
 
 Grid = Union[NxD, IsoFLOP, Allocation]
@@ -233,6 +136,25 @@ class Sweep:
         cols.update(dict(self.analysis))
         return cols
 
+    def validate(self) -> "Sweep":
+        from scaling.accounting import CONVENTIONS
+
+        r = self.recipe
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("sweep.name: must be a non-empty string")
+        if r.flops_convention not in CONVENTIONS:
+            raise ConfigError(f"recipe.flops_convention={r.flops_convention!r}: choose one of {CONVENTIONS}")
+        if self.n_basis not in ("total", "non_embedding"):
+            raise ConfigError(f"sweep.n_basis={self.n_basis!r}: choose 'total' or 'non_embedding'")
+        if r.batch_size < 1 or r.seq_len < 2:
+            raise ConfigError(f"recipe.batch_size={r.batch_size}, seq_len={r.seq_len}: need batch >= 1 and "
+                              f"seq_len >= 2")
+        r.optim.validate()
+        if not (callable(getattr(self.grid, "validate", None)) and callable(getattr(self.grid, "expand", None))):
+            raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP or Allocation")
+        self.grid.validate()
+        return self
+
 
 # ----------------------------------------------------------------------------------------
 # Plan
@@ -251,20 +173,67 @@ class Plan:
         return sum(r["flops_achieved"] for r in self.rows)
 
 
-def _accounting():
-    from scaling import accounting
+class Planner:
+    """What a grid's ``expand`` builds cells with: shapes by size, per-cell rules, rows, warnings."""
 
-    return accounting
+    def __init__(self, sweep: Sweep, est_rate: float | None):
+        from scaling import data as data_mod
 
+        self.sweep, self.recipe, self.est_rate = sweep, sweep.recipe, est_rate
+        self.tokens_per_step = self.recipe.tokens_per_step
+        self.vocab = self.recipe.vocab_size or int(data_mod.vocab_size(self.recipe.data))
+        self.cells: list[Cell] = []
+        self.rows: list[dict] = []
+        self.warnings: list[str] = []
+        self._models: dict = {}
+        self._ids: set[str] = set()
 
-def _n_of(counts, basis: str) -> int:
-    return int(getattr(counts, basis))
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
 
+    def n_of(self, counts) -> int:
+        return int(getattr(counts, self.sweep.n_basis))
 
-def _vocab_size(data: DataConfig) -> int:
-    from scaling import data as data_mod
+    def model(self, size: Size):
+        """``(ModelConfig, ParamCounts, FLOPs per token by convention)`` of a grid size (cached)."""
+        from scaling import accounting
 
-    return int(data_mod.vocab_size(data))
+        if size not in self._models:
+            cfg = _model_for(self.sweep, size, self.vocab)
+            self._models[size] = (cfg, accounting.count_params(cfg), accounting.flops_per_token_all(cfg))
+        return self._models[size]
+
+    def check_moved(self, target: float | None, counts, label: str) -> None:
+        n = self.n_of(counts)
+        if target and abs(math.log(n / target)) > math.log(1.25):
+            self.warn(f"{label}: shape rounding moved N from {target:.3g} to {n:.3g} ({self.sweep.n_basis})")
+
+    def make_cell(self, cfg: ModelConfig, counts, steps: int, *, budget: float | None, group: str, label: str,
+                  peak_lr: float | None = None) -> Cell:
+        """The recipe's template cell for ``cfg`` with this cell's own LR, warmup, name, budget and group."""
+        r = self.recipe
+        optim = r.optim
+        if peak_lr is not None:
+            optim = dataclasses.replace(optim, peak_lr=float(peak_lr))
+        elif r.lr_rule is not None:
+            optim = dataclasses.replace(optim, peak_lr=float(r.lr_rule(cfg, counts)))
+        if r.warmup_frac is not None:
+            optim = dataclasses.replace(optim, warmup_steps=min(optim.warmup_steps, int(round(r.warmup_frac * steps))))
+        if optim.warmup_steps >= steps:
+            optim = dataclasses.replace(optim, warmup_steps=max(0, steps // 10))
+        return dataclasses.replace(r.template(cfg, steps), optim=optim, name=f"{self.sweep.name}-{label}",
+                                   budget=budget, group=group)
+
+    def add(self, cfg, counts, fpt, steps, *, budget, group, label, target, peak_lr=None) -> Cell | None:
+        """Plan one cell (None, with a warning, when an identical cell is already planned)."""
+        cell = self.make_cell(cfg, counts, steps, budget=budget, group=group, label=label, peak_lr=peak_lr).validate()
+        if cell.run_id in self._ids:
+            self.warn(f"dropped duplicate cell {cell.run_id} ({label}: same shape and tokens as another cell)")
+            return None
+        self._ids.add(cell.run_id)
+        self.cells.append(cell)
+        self.rows.append(plan_row(cell, counts, fpt, target=target, est_rate=self.est_rate))
+        return cell
 
 
 def _model_for(sweep: Sweep, size: Size, vocab_size: int) -> ModelConfig:
@@ -296,79 +265,12 @@ def _model_for(sweep: Sweep, size: Size, vocab_size: int) -> ModelConfig:
     return cfg.validate()
 
 
-def _fmt_num(x: float) -> str:
-    return f"{x:.2g}".replace("e+0", "e").replace("e+", "e")
-
-
-def _make_cell(sweep: Sweep, cfg: ModelConfig, counts, steps: int, *, budget: float | None,
-               group: str, label: str, peak_lr: float | None = None) -> Cell:
-    r = sweep.recipe
-    optim = r.optim
-    if peak_lr is not None:
-        optim = dataclasses.replace(optim, peak_lr=float(peak_lr))
-    elif r.lr_rule is not None:
-        optim = dataclasses.replace(optim, peak_lr=float(r.lr_rule(cfg, counts)))
-    if r.warmup_frac is not None:
-        optim = dataclasses.replace(optim, warmup_steps=min(optim.warmup_steps, int(round(r.warmup_frac * steps))))
-    if optim.warmup_steps >= steps:
-        optim = dataclasses.replace(optim, warmup_steps=max(0, steps // 10))
-    return Cell(model=cfg, tokens=steps * r.tokens_per_step, batch_size=r.batch_size, optim=optim,
-                data=r.data, mesh=r.mesh, name=f"{sweep.name}-{label}", seed=r.seed,
-                grad_accum=r.grad_accum, eval_every=r.eval_every, eval_batches=r.eval_batches,
-                log_every=r.log_every, checkpoint_every=r.checkpoint_every, keep_last=r.keep_last,
-                max_loss_spike=r.max_loss_spike, budget=budget, flops_convention=r.flops_convention,
-                group=group)
-
-
-def _validate_sweep(sweep: Sweep) -> None:
-    acc = _accounting()
-    r = sweep.recipe
-    if not isinstance(sweep.name, str) or not sweep.name:
-        raise ConfigError("sweep.name: must be a non-empty string")
-    if r.flops_convention not in acc.CONVENTIONS:
-        raise ConfigError(f"recipe.flops_convention={r.flops_convention!r}: choose one of {acc.CONVENTIONS}")
-    if sweep.n_basis not in ("total", "non_embedding"):
-        raise ConfigError(f"sweep.n_basis={sweep.n_basis!r}: choose 'total' or 'non_embedding'")
-    if r.batch_size < 1 or r.seq_len < 2:
-        raise ConfigError(f"recipe.batch_size={r.batch_size}, seq_len={r.seq_len}: need batch >= 1 and seq_len >= 2")
-    r.optim.validate()
-    g = sweep.grid
-    budgets = getattr(g, "budgets", None)
-    if budgets is not None:
-        if len(budgets) == 0:
-            raise ConfigError(f"grid.budgets: empty; give at least one FLOP budget, e.g. budgets=(1e13, 3e13, 1e14)")
-        for b in budgets:
-            if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
-                raise ConfigError(f"grid.budgets: {b:g} is not a positive FLOP budget; use e.g. 1e14" if isinstance(b, (int, float)) else f"grid.budgets: {b!r} is not a positive FLOP budget; use e.g. 1e14")
-    if isinstance(g, IsoFLOP):
-        if g.n_sizes < 1:
-            raise ConfigError(f"grid.n_sizes={g.n_sizes}: must be >= 1 (5-9 recommended)")
-        if not g.span > 1:
-            raise ConfigError(f"grid.span={g.span}: must be > 1 (ratio of the largest size to the centre)")
-        if g.centres and len(g.centres) != len(g.budgets):
-            raise ConfigError(f"grid.centres: {len(g.centres)} given for {len(g.budgets)} budgets; give one per budget")
-    elif isinstance(g, NxD):
-        if not g.sizes:
-            raise ConfigError("grid.sizes: empty; give at least one size (a parameter count or member name)")
-        if bool(g.tokens) == bool(g.tokens_per_param):
-            raise ConfigError("grid: give exactly one of tokens=(...) or tokens_per_param=(...), non-empty")
-        for t in g.tokens + g.tokens_per_param:
-            if not (isinstance(t, (int, float)) and t > 0):
-                raise ConfigError(f"grid token horizon {t!r}: must be positive")
-        for lr in g.peak_lrs:
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ConfigError(f"grid.peak_lrs: {lr!r} is not a positive learning rate")
-    elif isinstance(g, Allocation):
-        if g.anchor is not None and not g.anchor > 0:
-            raise ConfigError(f"grid.anchor={g.anchor}: must be a positive FLOP budget")
-    else:
-        raise ConfigError(f"sweep.grid: {type(g).__name__} is not a grid; use NxD, IsoFLOP or Allocation")
-
-
-def _row(cell: Cell, counts, fpt: dict, *, target: float | None, budget: float | None, est_rate: float | None) -> dict:
+def plan_row(cell: Cell, counts, fpt: dict, *, target: float | None, est_rate: float | None) -> dict:
+    """The planner's numbers for one cell (``scaling plan`` columns; ``sweep.json`` rows)."""
     m = cell.model
     tokens = cell.tokens_trained
     conv = cell.flops_convention
+    budget = cell.budget
     row = dict(run_id=cell.run_id, group=cell.group, member=m.name or "",
                shape=f"d{m.d_model}-l{m.n_layers}-h{m.n_heads}x{m.kv_size}-f{m.ffw_size}",
                d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, kv_size=m.kv_size,
@@ -387,12 +289,15 @@ def _row(cell: Cell, counts, fpt: dict, *, target: float | None, budget: float |
     return row
 
 
-def throughput_estimate(out_dir: str | os.PathLike | None = None) -> tuple[float | None, str]:
+def throughput_estimate(out_dir: str | os.PathLike | None = None, settings=None) -> tuple[float | None, str]:
     """Effective FLOP/s (6N convention) for wall-time estimates, and where it came from.
 
     Uses runs already finished under ``out_dir`` (measured tokens/s x 6N); otherwise the
-    device peak from :func:`scaling.accounting.peak_flops` (if cheaply known) x ``DEFAULT_MFU``.
+    device peak, if cheaply known (:func:`scaling.accounting.cached_peak_flops`, or a probe when
+    JAX is already running in this process), x ``DEFAULT_MFU``.
     """
+    from scaling import accounting
+
     if out_dir is not None:
         rates = []
         from scaling.results import read_summaries
@@ -408,135 +313,30 @@ def throughput_estimate(out_dir: str | os.PathLike | None = None) -> tuple[float
         if rates:
             rates.sort()
             return rates[len(rates) // 2], f"measured median over {len(rates)} finished runs"
-    acc = _accounting()
     try:
-        if os.environ.get(acc.PEAK_ENV) or "jax" in sys.modules:
-            peak, src = acc.peak_flops()
-        else:  # planning must not import jax: read the cached CPU probe if there is one
-            entry = acc._read_cache(acc._cache_path()).get(acc.probe_key("float32"))
-            if not (isinstance(entry, dict) and float(entry.get("flops", 0)) > 0):
-                return None, (f"no estimate: no measured runs and no cached peak; set ${acc.PEAK_ENV} "
-                              f"or train one cell first")
-            peak, src = float(entry["flops"]), "cached CPU matmul probe"
+        hit = accounting.cached_peak_flops(settings=settings)
+        if hit is None and "jax" in sys.modules:  # planning must not import jax, but may use it if it is here
+            hit = accounting.peak_flops(settings=settings)
+        if hit is None:
+            return None, (f"no estimate: no measured runs and no cached peak; set ${accounting.PEAK_ENV} "
+                          f"or train one cell first")
+        peak, src = hit
         return peak * DEFAULT_MFU, f"peak {peak:.3g} FLOP/s ({src}) x assumed MFU {DEFAULT_MFU}"
     except Exception as e:  # noqa: BLE001 - an estimate must never stop planning
         return None, f"no estimate ({type(e).__name__}: {e})"
 
 
-def plan(sweep: Sweep, *, out_dir: str | os.PathLike | None = None, estimate: bool = True) -> Plan:
+def plan(sweep: Sweep, *, out_dir: str | os.PathLike | None = None, estimate: bool = True, settings=None) -> Plan:
     """Expand ``sweep`` into cells, one row of numbers per cell, and warnings (pure)."""
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"experiment: expected a scaling.sweep.Sweep, got {type(sweep).__name__}")
-    _validate_sweep(sweep)
-    acc = _accounting()
-    r = sweep.recipe
-    g = sweep.grid
-    conv = r.flops_convention
-    tpb = r.tokens_per_step
-    vocab = r.vocab_size or _vocab_size(r.data)
-    rate, _ = throughput_estimate(out_dir) if estimate else (None, "")
-    warnings: list[str] = []
-    cells: list[Cell] = []
-    rows: list[dict] = []
-    seen: set[str] = set()
-    model_cache: dict = {}
-
-    def model(size):
-        if size not in model_cache:
-            cfg = _model_for(sweep, size, vocab)
-            model_cache[size] = (cfg, acc.count_params(cfg), acc.flops_per_token_all(cfg))
-        return model_cache[size]
-
-    def add(cfg, counts, fpt, steps, *, budget, group, label, target, peak_lr=None):
-        cell = _make_cell(sweep, cfg, counts, steps, budget=budget, group=group, label=label, peak_lr=peak_lr)
-        cell.validate()
-        if cell.run_id in seen:
-            warnings.append(f"dropped duplicate cell {cell.run_id} ({label}: same shape and tokens as another cell)")
-            return None
-        seen.add(cell.run_id)
-        cells.append(cell)
-        rows.append(_row(cell, counts, fpt, target=target, budget=budget, est_rate=rate))
-        return cell
-
-    def check_moved(target, counts, label):
-        n = _n_of(counts, sweep.n_basis)
-        if target and abs(math.log(n / target)) > math.log(1.25):
-            warnings.append(f"{label}: shape rounding moved N from {target:.3g} to {n:.3g} ({sweep.n_basis})")
-
-    if isinstance(g, NxD):
-        for size in g.sizes:
-            cfg, counts, fpt = model(size)
-            target = float(size) if not isinstance(size, str) else None
-            check_moved(target, counts, f"size {size}")
-            n = _n_of(counts, sweep.n_basis)
-            horizons = [float(t) for t in g.tokens] or [k * n for k in g.tokens_per_param]
-            for t in horizons:
-                steps = int(t // tpb)
-                if steps < 1:
-                    raise ConfigError(f"grid tokens={t:.3g} for size {size}: below one batch ({r.batch_size} x "
-                                      f"{r.seq_len} = {tpb} tokens); raise the horizon or lower recipe.batch_size")
-                label = f"{cfg.name or _fmt_num(n)}-D{_fmt_num(t)}"
-                for lr in (g.peak_lrs or (None,)):
-                    add(cfg, counts, fpt, steps, budget=None, group="nxd" if lr is None else "lr_sweep",
-                        label=label if lr is None else f"{label}-lr{lr:.2g}", target=target, peak_lr=lr)
-    elif isinstance(g, IsoFLOP):
-        k = g.n_sizes
-        for bi, C in enumerate(g.budgets):
-            centre = g.centres[bi] if g.centres else g.prior.n_opt(C)
-            exps = [0.0] if k == 1 else [-1 + 2 * i / (k - 1) for i in range(k)]
-            kept_n: list[float] = []
-            for e in exps:
-                target = centre * g.span ** e
-                try:
-                    cfg, counts, fpt = model(target)
-                except ConfigError as err:
-                    warnings.append(f"budget {C:.3g}: dropped size {target:.3g} ({err})")
-                    continue
-                steps = int(round(C / fpt[conv] / tpb))
-                label = f"C{_fmt_num(C)}-N{_fmt_num(target)}"
-                if steps < 1:
-                    warnings.append(f"budget {C:.3g}: dropped size {target:.3g} (tokens {C / fpt[conv]:.3g} below "
-                                    f"one batch of {tpb})")
-                    continue
-                check_moved(target, counts, f"budget {C:.3g} size {target:.3g}")
-                if add(cfg, counts, fpt, steps, budget=C, group="isoflop", label=label, target=target):
-                    kept_n.append(_n_of(counts, sweep.n_basis))
-                    a = steps * tpb * fpt[conv]
-                    if abs(a / C - 1) > 0.05:
-                        warnings.append(f"budget {C:.3g} size {target:.3g}: whole batches give {a:.3g} FLOPs "
-                                        f"({100 * (a / C - 1):+.0f}%)")
-            if not kept_n:
-                raise ConfigError(f"grid.budgets: budget {C:.3g} leaves no size with at least one batch of "
-                                  f"{tpb} tokens; raise the budget or lower recipe.batch_size")
-            if len(set(kept_n)) < 3:
-                warnings.append(f"budget {C:.3g}: only {len(set(kept_n))} distinct sizes; a parabola needs >= 3 "
-                                f"to bracket an interior minimum")
-            lo, hi = min(kept_n), max(kept_n)
-            if not (lo < centre < hi):
-                warnings.append(f"budget {C:.3g}: sizes [{lo:.3g}, {hi:.3g}] cannot bracket the predicted "
-                                f"optimum {centre:.3g}; widen span or move the centre")
-            elif hi > lo:
-                mid = math.sqrt(lo * hi)
-                if abs(math.log(centre / mid)) > 0.25 * math.log(hi / lo):
-                    warnings.append(f"budget {C:.3g}: grid off-centre: predicted optimum {centre:.3g} vs grid "
-                                    f"middle {mid:.3g}")
-    elif isinstance(g, Allocation):
-        anchor = g.anchor if g.anchor is not None else min(g.budgets) / g.anchor_factor
-        n_anchor = g.prior.n_opt(anchor)
-        for C in g.budgets:
-            for group, target in (("chinchilla_rule", g.prior.n_opt(C)),
-                                  ("kaplan_rule", n_anchor * (C / anchor) ** g.kaplan_exponent)):
-                cfg, counts, fpt = model(target)
-                steps = int(round(C / fpt[conv] / tpb))
-                label = f"C{_fmt_num(C)}-{group.split('_')[0]}"
-                if steps < 1:
-                    raise ConfigError(f"grid.budgets: budget {C:.3g} gives the {group} size {target:.3g} fewer "
-                                      f"tokens than one batch ({tpb}); raise the budget or lower the batch")
-                check_moved(target, counts, f"budget {C:.3g} {group}")
-                add(cfg, counts, fpt, steps, budget=C, group=group, label=label, target=target)
-    if not cells:
+    sweep.validate()
+    rate, _ = throughput_estimate(out_dir, settings) if estimate else (None, "")
+    pl = Planner(sweep, rate)
+    sweep.grid.expand(pl)
+    if not pl.cells:
         raise ConfigError("grid: expands to no cells; check sizes and budgets")
-    return Plan(sweep=sweep, cells=tuple(cells), rows=tuple(rows), warnings=tuple(warnings))
+    return Plan(sweep=sweep, cells=tuple(pl.cells), rows=tuple(pl.rows), warnings=tuple(pl.warnings))
 
 
 # ----------------------------------------------------------------------------------------

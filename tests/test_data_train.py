@@ -35,7 +35,8 @@ def bayes_nll(rows, spec, P):
 
 
 def test_trained_model_does_not_beat_entropy_rate(tmp_path):
-    train = pytest.importorskip("scaling.train")
+    from scaling import train
+    from scaling.inputs import EVAL_SEED
     data = DataConfig(task="synthetic_markov", options=OPTS, data_dir=str(tmp_path / "data"))
     spec = M.MarkovSpec.from_options(OPTS)
     model = ModelConfig(vocab_size=D.vocab_size(data), seq_len=32, d_model=64, n_layers=2, n_heads=2,
@@ -50,7 +51,7 @@ def test_trained_model_does_not_beat_entropy_rate(tmp_path):
     assert H == pytest.approx(M.entropy_rate(spec))
     # the very eval tokens the trainer saw
     val = D.open_source(data, "validation", 32)
-    rows = np.concatenate([val.batch(i, B, seed=train.EVAL_SEED)["decoder_target_tokens"]
+    rows = np.concatenate([val.batch(i, B, seed=EVAL_SEED)["decoder_target_tokens"]
                            for i in range(cell.eval_batches)])
     nll = bayes_nll(rows, spec, M.transitions(spec))
     bayes, se = nll.mean(), nll.std() / math.sqrt(nll.size)

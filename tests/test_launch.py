@@ -1,7 +1,7 @@
 """Launcher reliability: locks, SIGKILL + relaunch, two launchers, diverging/failing cells,
 status, and one end-to-end sweep through the real trainer.
 
-Most tests swap the trainer for ``fake_train`` below (``SCALING_TRAIN_FN``), which logs every
+Most tests swap the trainer for ``fake_train`` below (``train_fn="test_launch:fake_train"``), which logs every
 start and finish to ``OUT/trainlog`` with O_APPEND, so "trained exactly once" is checked by
 counting lines.  The worker processes import it from this file (tests/ is put on PYTHONPATH).
 """
@@ -22,6 +22,7 @@ import pytest
 
 from scaling.config import ConfigError
 from scaling.launch import state
+from scaling.rundir import RunDir, sweep_runs
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -30,17 +31,17 @@ REPO = TESTS.parent
 # ------------------------------------------------------------------------------ fake trainer
 def fake_train(cell, run_dir):
     """Stand-in for scaling.train.train with the same on-disk contract (summary, SUCCESS/DIVERGED)."""
-    rd = Path(run_dir)
-    rd.mkdir(parents=True, exist_ok=True)
-    log = rd.parent.parent / "trainlog"
+    rd = RunDir(run_dir)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    log = rd.path.parent.parent / "trainlog"
 
     def note(ev):
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(fd, f"{ev} {cell.run_id} {os.getpid()}\n".encode())
         os.close(fd)
 
-    if (rd / "SUCCESS").exists():
-        return json.loads((rd / "summary.json").read_text())
+    if rd.is_finished():
+        return rd.finished_summary()
     note("start")
     if cell.optim.peak_lr >= 1000:
         raise FloatingPointError("fake: loss is NaN")
@@ -54,8 +55,7 @@ def fake_train(cell, run_dir):
                "flops_convention": cell.flops_convention, "final_eval_loss": 3.0 + 1.0 / n,
                "final_train_loss": 3.0, "timing": {"train": 0.3, "compile": 0.01}, "group": cell.group,
                "tokens_per_s": 1000.0}
-    (rd / "summary.json").write_text(json.dumps(summary))
-    (rd / ("DIVERGED" if diverged else "SUCCESS")).write_text("")
+    rd.finish(summary)
     note("finish")
     return summary
 
@@ -80,10 +80,12 @@ def write_experiment(tmp_path, sizes=(1, 2, 3, 4), lrs=()) -> Path:
     return p
 
 
+FAKE = "test_launch:fake_train"  # what the workers train instead of scaling.train.train
+
+
 def fake_env(**extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
-    env["SCALING_TRAIN_FN"] = "test_launch:fake_train"
     env.update(extra)
     return env
 
@@ -91,14 +93,15 @@ def fake_env(**extra) -> dict:
 LAUNCHER = textwrap.dedent('''
     import sys
     from scaling.launch.commands import run_sweep
-    r = run_sweep(sys.argv[1], sys.argv[2], backend=sys.argv[3], workers=int(sys.argv[4]), report=False, poll_s=0.2)
+    r = run_sweep(sys.argv[1], sys.argv[2], backend=sys.argv[3], workers=int(sys.argv[4]), report=False, poll_s=0.2,
+                  train_fn=sys.argv[5] or None)
     print("STATES", r["states"])
     sys.exit(0 if r["states"].get("done", 0) + r["states"].get("diverged", 0) == len(r["plan"].cells) else 1)
 ''')
 
 
-def launch(exp, out, *, workers=2, backend="local", env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(exp), str(out), backend, str(workers)],
+def launch(exp, out, *, workers=2, backend="local", env=None, train_fn=FAKE) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(exp), str(out), backend, str(workers), train_fn or ""],
                             env=env or fake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -139,7 +142,7 @@ def test_stale_lock_dead_pid_and_old_heartbeat(tmp_path, monkeypatch):
     # another host's lock: live while its heartbeat is fresh, stale once it is old
     (rd / "LOCK").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": 0}))
     assert not state.CellLock(rd).acquire()
-    old = time.time() - state.STALE_S - 5
+    old = time.time() - state.DEFAULT_STALE_S - 5
     os.utime(rd / "LOCK", (old, old))
     lk = state.CellLock(rd)
     assert lk.acquire()
@@ -161,7 +164,7 @@ def test_sigkill_launcher_then_relaunch_trains_each_cell_once(tmp_path):
     starts_before, fin_before = trainlog(out)
     # A cell is finished when its SUCCESS marker exists; the kill can land between the fake
     # trainer writing SUCCESS and logging "finish", so the markers are the truth here.
-    done_before = {p.parent.name for p in (out / "runs").glob("*/SUCCESS")}
+    done_before = {rd.name for rd in sweep_runs(out) if rd.final_state() == "done"}
     assert set(fin_before) <= done_before
     assert 3 <= len(done_before) < 10, "kill landed mid-sweep"
     p2 = launch(exp, out, workers=2, env=fake_env(FAKE_TRAIN_SLEEP="0.05"))
@@ -191,7 +194,7 @@ def test_two_launchers_at_once_train_each_cell_once(tmp_path):
     starts, fins = trainlog(out)
     assert len(fins) == 8
     assert all(v == 1 for v in starts.values()) and all(v == 1 for v in fins.values()), (starts, fins)
-    att = [json.loads(x) for d in (out / "runs").iterdir() for x in (d / "attempts.jsonl").read_text().splitlines()]
+    att = [a for rd in sweep_runs(out) for a in rd.attempts()]
     assert len({a["pid"] for a in att}) >= 2, "work was shared between worker processes"
 
 
@@ -199,7 +202,6 @@ def test_diverging_and_failing_cells_do_not_stop_the_sweep(tmp_path, monkeypatch
     # lr 3e-3 trains, 50 diverges (DIVERGED marker), 5000 raises (FAILED with traceback)
     exp = write_experiment(tmp_path, sizes=(1, 2), lrs=(3e-3, 50.0, 5000.0))
     out = tmp_path / "out"
-    monkeypatch.setenv("SCALING_TRAIN_FN", "test_launch:fake_train")
     monkeypatch.setenv("FAKE_TRAIN_SLEEP", "0.01")
     monkeypatch.syspath_prepend(str(TESTS))
     from scaling.launch.worker import run_worker
@@ -207,7 +209,7 @@ def test_diverging_and_failing_cells_do_not_stop_the_sweep(tmp_path, monkeypatch
 
     p = sweep_mod.plan(sweep_mod.load_sweep(exp), estimate=False)
     state.write_cells(out, p.cells, p.rows)
-    counts = run_worker(out, 0, 1)
+    counts = run_worker(out, 0, train_fn=FAKE)
     assert counts == {"trained": 8, "skipped": 0, "failed": 4}
     from scaling.launch.commands import status_rows
 
@@ -218,7 +220,7 @@ def test_diverging_and_failing_cells_do_not_stop_the_sweep(tmp_path, monkeypatch
     assert by == {3e-3: ["done"] * 4, 50.0: ["diverged"] * 4, 5000.0: ["failed"] * 4}
     failed = next(r for r in st.values() if r["state"] == "failed")
     assert "FloatingPointError" in failed["error"]
-    assert "Traceback" in (state.run_dir(out, failed["run_id"]) / "FAILED").read_text()
+    assert "Traceback" in state.run_dir(out, failed["run_id"]).failure()
     from scaling.results import build_table
 
     df = build_table(out)
@@ -265,8 +267,7 @@ def test_real_trainer_sweep_with_a_diverging_cell(tmp_path):
                    .replace("tokens=(1024, 2048)", "tokens=(4096,)").replace("batch_size=4", "batch_size=8"))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    env.pop("SCALING_TRAIN_FN", None)
-    p = launch(exp, tmp_path / "out", workers=1, env=env)
+    p = launch(exp, tmp_path / "out", workers=1, env=env, train_fn=None)
     txt, _ = p.communicate(timeout=240)
     assert p.returncode == 0, txt
     import pandas as pd

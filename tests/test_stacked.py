@@ -18,6 +18,7 @@ import pytest
 
 from scaling.config import Cell, ConfigError, DataConfig, ModelConfig, OptimConfig
 from scaling.launch import state
+from scaling.settings import Settings
 from scaling.stacked import stack_key, train_stacked
 from scaling.rundir import read_metrics
 from scaling.train import train
@@ -120,42 +121,37 @@ def test_unstackable_cells_are_refused(change, field, tmp_path):
         train_stacked([BASE, BASE], [tmp_path / "x"])
 
 
-def test_worker_stacks_same_key_cells(tmp_path, monkeypatch):
+def test_worker_stacks_same_key_cells(tmp_path):
     """Four same-key cells (LRs and seeds differ) are claimed and trained as one stack; a fifth
     cell with another step count is trained alone; each cell exactly once."""
-    monkeypatch.delenv("SCALING_TRAIN_FN", raising=False)
-    monkeypatch.setenv("SCALING_STACK_MAX", "8")  # off by default on CPU (measured slower there)
+    settings = Settings.from_environ().replace(stack_max=8)  # off by default on CPU (measured slower there)
     group = [member(f"w{i}", lr=lr, seed=i) for i, lr in enumerate((2e-3, 3e-3, 5e-3, 8e-3))]
     single = dataclasses.replace(member("long"), tokens=(STEPS + 2) * 8 * 32)
     out = tmp_path / "sweep"
     state.write_cells(out, group + [single], [])
     from scaling.launch.worker import run_worker
 
-    assert run_worker(out) == {"trained": 5, "skipped": 0, "failed": 0}
+    assert run_worker(out, settings=settings) == {"trained": 5, "skipped": 0, "failed": 0}
     for c in group + [single]:
         rd = state.run_dir(out, c.run_id)
-        s = json.loads((rd / "summary.json").read_text())
-        assert s["state"] == "done" and (rd / "SUCCESS").exists()
+        s = rd.read_summary()
+        assert s["state"] == "done" and rd.final_state() == "done"
         assert s.get("stacked") == (None if c is single else 4)
-        events = [json.loads(x)["event"] for x in (rd / "attempts.jsonl").read_text().splitlines()]
-        assert events == ["start", "done"]
-        assert not (rd / "LOCK").exists()
+        assert [a["event"] for a in rd.attempts()] == ["start", "done"]
+        assert not rd.lock_path.exists()
 
 
 def test_stack_max_default_and_bad_value(monkeypatch):
     from scaling.launch.worker import stack_max
 
-    monkeypatch.delenv("SCALING_TRAIN_FN", raising=False)
     monkeypatch.delenv("SCALING_STACK_MAX", raising=False)
-    assert stack_max() == 1  # CPU: stacking measured slower (benchmarks/stacked.py), so off
+    assert stack_max(Settings.from_environ()) == 1  # CPU: stacking measured slower (benchmarks/stacked.py), so off
     monkeypatch.setenv("SCALING_STACK_MAX", "5")
-    assert stack_max() == 5
-    monkeypatch.setenv("SCALING_TRAIN_FN", "tests.test_launch:fake_train")
-    assert stack_max() == 1  # a custom trainer takes one cell per call
-    monkeypatch.delenv("SCALING_TRAIN_FN")
+    assert stack_max(Settings.from_environ()) == 5
+    assert stack_max(Settings.from_environ(), custom_trainer=True) == 1  # a custom trainer takes one cell per call
     monkeypatch.setenv("SCALING_STACK_MAX", "many")
     with pytest.raises(ConfigError, match="SCALING_STACK_MAX='many'"):
-        stack_max()
+        Settings.from_environ()
 
 
 def test_stack_max_is_one_in_a_multi_process_job(monkeypatch):
@@ -164,7 +160,5 @@ def test_stack_max_is_one_in_a_multi_process_job(monkeypatch):
 
     from scaling.launch.worker import stack_max
 
-    monkeypatch.delenv("SCALING_TRAIN_FN", raising=False)
-    monkeypatch.setenv("SCALING_STACK_MAX", "8")
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    assert stack_max() == 1
+    assert stack_max(Settings(stack_max=8)) == 1

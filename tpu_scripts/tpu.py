@@ -32,11 +32,6 @@ DEFAULT_RUNTIME = "tpu-ubuntu2204-base"
 REMOTE_DIR = "~/scaling"
 
 
-def _tpu(args) -> list[str]:
-    base = ["gcloud", "compute", "tpus"]
-    return base + (["queued-resources"] if args.queued else ["tpu-vm"])
-
-
 def _common(args) -> list[str]:
     out = [f"--zone={args.zone}"]
     if args.project:

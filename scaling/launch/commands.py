@@ -58,12 +58,19 @@ def _hms(s: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _settings(args):
+    """The settings the ``scaling`` entry point read (a caller building its own args: read them now)."""
+    from scaling.settings import Settings
+
+    return getattr(args, "settings", None) or Settings.from_environ()
+
+
 # ------------------------------------------------------------------------------ plan
 def cmd_plan(args) -> int:
     from scaling import sweep as sweep_mod
 
     sw = sweep_mod.load_sweep(args.experiment)
-    p = sweep_mod.plan(sw, out_dir=args.out)
+    p = sweep_mod.plan(sw, out_dir=args.out, settings=_settings(args))
     rows = list(p.rows)
     if args.format == "json":
         print(json.dumps({"sweep": sw.name, "cells": rows, "warnings": list(p.warnings)}, indent=1, default=str))
@@ -74,7 +81,7 @@ def cmd_plan(args) -> int:
         w.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        rate, src = sweep_mod.throughput_estimate(args.out)
+        rate, src = sweep_mod.throughput_estimate(args.out, _settings(args))
         print(_table(rows, PLAN_TEXT_COLS))
         est = sum(r["est_wall_s"] or 0 for r in rows) if rate else None
         print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention}); "
@@ -85,29 +92,27 @@ def cmd_plan(args) -> int:
 
 
 # ------------------------------------------------------------------------------ status
-def status_rows(out) -> list[dict]:
+def status_rows(out, settings=None) -> list[dict]:
+    from scaling import rundir
     from scaling.launch import state
 
+    stale_s = settings.lock_stale_s if settings else state.DEFAULT_STALE_S
     out = Path(out)
-    cells = state.read_cells(out)
-    ids = [c.run_id for c in cells]
-    runs = out / "runs"
-    if runs.is_dir():
-        ids += sorted(d.name for d in runs.iterdir() if d.is_dir() and d.name not in set(ids))
+    ids = [c.run_id for c in state.read_cells(out)]
+    known = set(ids)
+    ids += [rd.name for rd in rundir.sweep_runs(out) if rd.name not in known]
     rows = []
     for rid in ids:
         d = state.run_dir(out, rid)
-        st = state.cell_state(d)
+        st = state.cell_state(d, stale_s=stale_s)
         row = {"run_id": rid, "state": st}
-        if st == "planned" and (d / "checkpoints").is_dir() and any((d / "checkpoints").iterdir()):
+        if st == "planned" and d.has_checkpoints():
             row["state"] = "partial"
-        try:
-            s = json.loads((d / "summary.json").read_text())
+        s = d.read_summary()
+        if s is not None:
             row.update(steps=s.get("steps"), eval_loss=s.get("final_eval_loss"), wall_s=s.get("wall_s"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
         if st == "failed":
-            row["error"] = ((d / "FAILED").read_text().strip().splitlines() or [""])[-1][:120]
+            row["error"] = ((d.failure() or "").strip().splitlines() or [""])[-1][:120]
         rows.append(row)
     return rows
 
@@ -116,7 +121,7 @@ def cmd_status(args) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise ConfigError(f"status {args.dir}: no such sweep directory; pass the --out of `scaling sweep`")
-    rows = status_rows(out)
+    rows = status_rows(out, _settings(args))
     if args.format == "json":
         print(json.dumps(rows, indent=1, default=str))
         return 0
@@ -129,39 +134,23 @@ def cmd_status(args) -> int:
 
 
 # ------------------------------------------------------------------------------ sweep
-def make_backend(name: str, out, workers: int, *, address: str | None = None, retry_failed: bool = True):
-    if name == "local":
-        from scaling.launch.local import LocalPool
-
-        return LocalPool(out, workers, retry_failed=retry_failed)
-    if name == "slurm":
-        from scaling.launch.slurm import SlurmArray
-
-        return SlurmArray(out, workers, retry_failed=retry_failed)
-    if name == "ray":
-        from scaling.launch.ray import RayTasks
-
-        return RayTasks(out, workers, address=address, retry_failed=retry_failed)
-    raise ConfigError(f"--backend {name!r}: choose local, slurm or ray")
-
-
 def default_workers(n_cells: int) -> int:
     """``--workers`` default: on a CPU-only machine one worker per core (at most 8, at most one
     per cell) since tiny models use one core well; with a GPU/TPU visible, one worker."""
-    accel = any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/accel0", "/dev/vfio")) or \
-        os.environ.get("JAX_PLATFORMS", "") not in ("", "cpu")
-    if accel:
+    from scaling.settings import is_cpu
+
+    if not is_cpu():
         return 1
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(ncpu, 8, n_cells))
 
 
-def progress(out, cells, flops: dict) -> tuple[int, float, dict]:
+def progress(out, cells, flops: dict, stale_s: float) -> tuple[int, float, dict]:
     from scaling.launch import state
 
     done, fdone, counts = 0, 0.0, {}
     for c in cells:
-        st = state.cell_state(state.run_dir(out, c.run_id))
+        st = state.cell_state(state.run_dir(out, c.run_id), stale_s=stale_s)
         counts[st] = counts.get(st, 0) + 1
         if st in ("done", "diverged"):
             done += 1
@@ -170,30 +159,38 @@ def progress(out, cells, flops: dict) -> tuple[int, float, dict]:
 
 
 def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = None, address: str | None = None,
-              report: bool = True, retry_failed: bool = True, poll_s: float = 1.0, quiet: bool = False) -> dict:
+              report: bool = True, retry_failed: bool = True, poll_s: float = 1.0, quiet: bool = False,
+              settings=None, train_fn: str | None = None) -> dict:
     """Plan ``experiment`` (a path or a Sweep), train every cell on ``backend``, build results.
 
-    Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report", "errors"}``.
-    Raises ConfigError for a malformed experiment before any worker starts.
+    ``settings``: the entry point's (default: read from the environment now); the workers get
+    them.  ``train_fn``: ``"module:function"`` trained instead of :func:`scaling.train.train`
+    (tests).  Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report",
+    "errors"}``.  Raises ConfigError for a malformed experiment before any worker starts.
     """
     from scaling import results as results_mod
     from scaling import sweep as sweep_mod
     from scaling.launch import state
+    from scaling.launch.backend import make_backend
+    from scaling.settings import Settings
+
+    settings = settings or Settings.from_environ()
+    stale_s = settings.lock_stale_s
 
     t_start = time.time()
     sw = sweep_mod.load_sweep(experiment) if not isinstance(experiment, sweep_mod.Sweep) else experiment
     out = Path(out)
-    p = sweep_mod.plan(sw, out_dir=out if out.exists() else None, estimate=False)
+    p = sweep_mod.plan(sw, out_dir=out if out.exists() else None, estimate=False, settings=settings)
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     state.write_cells(out, p.cells, p.rows)
     flops = {r["run_id"]: r["flops_achieved"] for r in p.rows}
     total_f = sum(flops.values())
     n = len(p.cells)
-    done0, f0, _ = progress(out, p.cells, flops)
+    done0, f0, _ = progress(out, p.cells, flops, stale_s)
     if workers is None:
         workers = default_workers(n - done0) if backend == "local" else 1
-    be = make_backend(backend, out, workers, address=address, retry_failed=retry_failed)
+    be = make_backend(backend, out, workers, settings, address=address, retry_failed=retry_failed, train_fn=train_fn)
     tty = sys.stderr.isatty()
     last_line, last_print = "", 0.0
     errors: list[str] = []
@@ -201,8 +198,8 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
         be.start()
         try:
             while True:
-                alive = be.running()
-                done, fdone, counts = progress(out, p.cells, flops)
+                alive = be.poll()
+                done, fdone, counts = progress(out, p.cells, flops, stale_s)
                 el = time.time() - t_start
                 rate = (fdone - f0) / el if fdone > f0 else 0.0
                 eta = (total_f - fdone) / rate if rate > 0 else None
@@ -225,12 +222,12 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
             be.stop()
         if tty and not quiet:
             print(file=sys.stderr)
-    _, _, counts = progress(out, p.cells, flops)
+    _, _, counts = progress(out, p.cells, flops, stale_s)
     ids = [c.run_id for c in p.cells]
     df = results_mod.write_table(out, run_ids=ids)
     summaries = [s for s in results_mod.read_summaries(out) if s.get("run_id") in set(ids)]
     tot = results_mod.timing_breakdown(summaries)
-    for k, v in getattr(be, "overhead_s", {}).items():  # e.g. data preparation before the pool
+    for k, v in be.overhead().items():  # e.g. data preparation before the pool
         tot[k] = tot.get(k, 0.0) + v
     wall = time.time() - t_start
     if not quiet:
@@ -259,9 +256,15 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
 
 def cmd_sweep(args) -> int:
     res = run_sweep(args.experiment, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                    report=not args.no_report, retry_failed=not args.no_retry_failed)
+                    report=not args.no_report, retry_failed=not args.no_retry_failed, settings=_settings(args))
     st = res["states"]
     return 0 if st.get("done", 0) + st.get("diverged", 0) == len(res["plan"].cells) and not res["errors"] else 1
+
+
+def backend_names() -> tuple:
+    from scaling.launch.backend import NAMES
+
+    return NAMES
 
 
 def add_commands(sub) -> None:
@@ -274,7 +277,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("sweep", help="train every cell of a sweep (resumable), then results table and report")
     p.add_argument("experiment", help="an experiment file, e.g. experiments/quickstart.py")
     p.add_argument("--out", required=True, help="the sweep directory (runs/, results.*, report/)")
-    p.add_argument("--backend", choices=("local", "slurm", "ray"), default="local")
+    p.add_argument("--backend", choices=backend_names(), default="local")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel workers: local processes, SLURM array tasks, Ray tasks (default: local on CPU, "
                         "one per core up to 8; with a GPU/TPU, 1; slurm/ray: 1)")

@@ -2,7 +2,7 @@
 
 Each worker is a fresh ``python -m scaling.launch.worker`` process that trains many cells,
 so imports and XLA compilation (with the persistent compilation cache, shared through
-``OUT/.jax_cache`` or ``$SCALING_COMPILE_CACHE``) are paid once per worker.  On CPU the
+``OUT/.jax_cache`` unless ``Settings.compile_cache`` says otherwise) are paid once per worker.  On CPU the
 workers split the cores: worker i is pinned with ``sched_setaffinity`` to its own slice of
 the launcher's CPUs before JAX starts (XLA and TF size their thread pools from the affinity
 mask), and OMP/TF thread counts are set to the slice size.  Before the pool starts, one process
@@ -17,25 +17,35 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from scaling.launch.backend import repo_pythonpath
+
+
+def worker_environ(settings) -> dict:
+    """The environment of a worker process: ours, the settings, and ``scaling`` importable."""
+    env = dict(os.environ)
+    env.update(settings.environ())
+    env["PYTHONPATH"] = repo_pythonpath(env.get("PYTHONPATH"))
+    return env
 
 
 class LocalPool:
     name = "local"
 
-    def __init__(self, out, workers: int = 1, *, pin: bool = True, retry_failed: bool = True, prepare: bool = True):
+    def __init__(self, out, workers: int = 1, *, settings, pin: bool = True, retry_failed: bool = True,
+                 prepare: bool = True, train_fn: str | None = None):
         self.out = Path(out)
         self.workers = max(1, int(workers))
+        self.settings = settings
         self.pin = pin
         self.retry_failed = retry_failed
         self.prepare = prepare
-        self.overhead_s: dict[str, float] = {}  # launcher-side time, added to the breakdown
+        self.train_fn = train_fn
+        self._overhead: dict[str, float] = {}
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        if self.prepare and self.workers > 1 and not os.environ.get("SCALING_TRAIN_FN"):
+        env = worker_environ(self.settings)
+        if self.prepare and self.workers > 1 and self.train_fn is None:
             # one process builds datasets/vocabularies first, so K workers never race on them
             import time
 
@@ -43,7 +53,7 @@ class LocalPool:
             with open(self.out / "prepare.log", "ab") as log:
                 rc = subprocess.call([sys.executable, "-m", "scaling.launch.worker", str(self.out), "--prepare"],
                                      env=env, stdout=log, stderr=subprocess.STDOUT)
-            self.overhead_s["startup"] = self.overhead_s.get("startup", 0.0) + time.time() - t0
+            self._overhead["startup"] = self._overhead.get("startup", 0.0) + time.time() - t0
             if rc != 0:
                 print(f"warning: data preparation failed (see {self.out}/prepare.log); workers will retry",
                       file=sys.stderr)
@@ -54,15 +64,20 @@ class LocalPool:
                 cmd.append("--pin")
             if not self.retry_failed:
                 cmd.append("--no-retry-failed")
+            if self.train_fn:
+                cmd += ["--train-fn", self.train_fn]
             log = open(self.out / f"worker-{i}.log", "ab")
             self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
 
-    def running(self) -> bool:
+    def poll(self) -> bool:
         return any(p.poll() is None for p in self.procs)
 
     def errors(self) -> list[str]:
         return [f"worker {i} exited with status {p.returncode} (see {self.out}/worker-{i}.log)"
                 for i, p in enumerate(self.procs) if p.returncode not in (0, None)]
+
+    def overhead(self) -> dict[str, float]:
+        return dict(self._overhead)
 
     def stop(self) -> None:
         for p in self.procs:

@@ -1,7 +1,7 @@
 """Ray backend: K Ray tasks, each running the worker loop (``pip install scaling[ray]``).
 
 ``address=None`` starts a local Ray (``num_cpus`` = workers); ``address="auto"`` or
-``"ray://host:10001"`` joins an existing cluster (``$SCALING_RAY_ADDRESS`` also works).  The
+``"ray://host:10001"`` joins an existing cluster (default: ``Settings.ray_address``).  The
 sweep directory must be visible to every Ray node (shared file system).  Each task asks for
 ``num_cpus`` (default 1) and ``num_gpus`` (default 0) resources.
 """
@@ -12,17 +12,19 @@ import os
 from pathlib import Path
 
 from scaling.config import ConfigError
-from scaling.launch.local import REPO
+from scaling.launch.backend import repo_pythonpath
 
 
 class RayTasks:
     name = "ray"
 
-    def __init__(self, out, workers: int = 1, *, address: str | None = None, num_cpus: float = 1,
-                 num_gpus: float = 0, retry_failed: bool = True):
+    def __init__(self, out, workers: int = 1, *, settings, address: str | None = None, num_cpus: float = 1,
+                 num_gpus: float = 0, retry_failed: bool = True, train_fn: str | None = None):
         self.out = Path(out).resolve()
         self.workers = max(1, int(workers))
-        self.address = address or os.environ.get("SCALING_RAY_ADDRESS")
+        self.settings = settings
+        self.train_fn = train_fn
+        self.address = address or settings.ray_address
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.retry_failed = retry_failed
         self.refs = []
@@ -34,8 +36,7 @@ class RayTasks:
             import ray
         except ImportError as e:
             raise ConfigError("--backend ray: ray is not installed; pip install 'scaling[ray]'") from e
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        os.environ["PYTHONPATH"] = repo_pythonpath(os.environ.get("PYTHONPATH"))
         if not ray.is_initialized():
             kw = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
             if self.address:
@@ -45,15 +46,16 @@ class RayTasks:
             self._started_ray = True
 
         @ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
-        def _ray_worker(out, index, count, retry_failed):
+        def _ray_worker(out, index, retry_failed, settings, train_fn):
             from scaling.launch.worker import run_worker
 
-            return run_worker(out, index, count, retry_failed=retry_failed)
+            return run_worker(out, index, retry_failed=retry_failed, settings=settings, train_fn=train_fn)
 
         k = self.workers
-        self.refs = [_ray_worker.remote(str(self.out), i, k, self.retry_failed) for i in range(k)]
+        self.refs = [_ray_worker.remote(str(self.out), i, self.retry_failed, self.settings, self.train_fn)
+                     for i in range(k)]
 
-    def running(self) -> bool:
+    def poll(self) -> bool:
         import ray
 
         pending = [r for r in self.refs if r not in self._done]
@@ -69,6 +71,9 @@ class RayTasks:
 
     def errors(self) -> list[str]:
         return [f"ray task: {type(v).__name__}: {str(v)[:500]}" for v in self._done.values() if isinstance(v, Exception)]
+
+    def overhead(self) -> dict[str, float]:
+        return {}
 
     def stop(self) -> None:
         import ray

@@ -3,9 +3,9 @@
 Each array task runs the same worker loop as the local backend
 (:func:`scaling.launch.worker.run_worker`) on the shared sweep directory, so the directory
 must live on a file system every node sees.  Cells are claimed through the per-cell locks;
-cancelling the array and resubmitting resumes the sweep.  Executor parameters come from
-``SCALING_SLURM_*`` environment variables or keyword arguments: partition, time limit
-(minutes), CPUs and GPUs per task.  submitit logs go to ``OUT/slurm/``.
+cancelling the array and resubmitting resumes the sweep.  Executor parameters: partition, time limit
+(minutes), CPUs and GPUs per task, from :class:`scaling.settings.Settings` (``slurm_*``).
+submitit logs go to ``OUT/slurm/``.
 """
 
 from __future__ import annotations
@@ -15,27 +15,24 @@ import time
 from pathlib import Path
 
 from scaling.config import ConfigError
-from scaling.launch.local import REPO
+from scaling.launch.backend import repo_pythonpath
 
 
-def _slurm_worker(out: str, index: int, count: int, retry_failed: bool = True) -> dict:
-    from scaling.launch.worker import pin_cpus, run_worker  # noqa: F401
+def _slurm_worker(out: str, index: int, retry_failed: bool, settings, train_fn) -> dict:
+    from scaling.launch.worker import run_worker
 
-    return run_worker(out, index, count, retry_failed=retry_failed)
+    return run_worker(out, index, retry_failed=retry_failed, settings=settings, train_fn=train_fn)
 
 
 class SlurmArray:
     name = "slurm"
 
-    def __init__(self, out, workers: int = 1, *, partition: str | None = None, timeout_min: int | None = None,
-                 cpus_per_task: int | None = None, gpus_per_node: int | None = None, retry_failed: bool = True):
+    def __init__(self, out, workers: int = 1, *, settings, retry_failed: bool = True, train_fn: str | None = None):
         self.out = Path(out).resolve()
         self.workers = max(1, int(workers))
-        self.partition = partition or os.environ.get("SCALING_SLURM_PARTITION")
-        self.timeout_min = int(timeout_min or os.environ.get("SCALING_SLURM_TIMEOUT_MIN", 24 * 60))
-        self.cpus_per_task = int(cpus_per_task or os.environ.get("SCALING_SLURM_CPUS", 1))
-        self.gpus_per_node = int(gpus_per_node or os.environ.get("SCALING_SLURM_GPUS", 0))
+        self.settings = settings
         self.retry_failed = retry_failed
+        self.train_fn = train_fn
         self.jobs = []
 
     def start(self) -> None:
@@ -44,21 +41,21 @@ class SlurmArray:
         except ImportError as e:
             raise ConfigError("--backend slurm: submitit is not installed; pip install 'scaling[slurm]'") from e
         # The array tasks inherit this environment (sbatch --export=ALL): make `scaling` importable.
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        os.environ["PYTHONPATH"] = repo_pythonpath(os.environ.get("PYTHONPATH"))
+        st = self.settings
         ex = submitit.AutoExecutor(folder=str(self.out / "slurm" / "%j"), cluster="slurm")
-        params = dict(timeout_min=self.timeout_min, slurm_array_parallelism=self.workers,
-                      cpus_per_task=self.cpus_per_task, nodes=1, tasks_per_node=1, name="scaling-sweep")
-        if self.partition:
-            params["slurm_partition"] = self.partition
-        if self.gpus_per_node:
-            params["gpus_per_node"] = self.gpus_per_node
+        params = dict(timeout_min=st.slurm_timeout_min, slurm_array_parallelism=self.workers,
+                      cpus_per_task=st.slurm_cpus, nodes=1, tasks_per_node=1, name="scaling-sweep")
+        if st.slurm_partition:
+            params["slurm_partition"] = st.slurm_partition
+        if st.slurm_gpus:
+            params["gpus_per_node"] = st.slurm_gpus
         ex.update_parameters(**params)
         k = self.workers
-        self.jobs = ex.map_array(_slurm_worker, [str(self.out)] * k, list(range(k)), [k] * k,
-                                 [self.retry_failed] * k)
+        self.jobs = ex.map_array(_slurm_worker, [str(self.out)] * k, list(range(k)), [self.retry_failed] * k,
+                                 [st] * k, [self.train_fn] * k)
 
-    def running(self) -> bool:
+    def poll(self) -> bool:
         return any(not j.done() for j in self.jobs)
 
     def errors(self) -> list[str]:
@@ -69,6 +66,9 @@ class SlurmArray:
                 if e is not None:
                     errs.append(f"slurm job {j.job_id}: {type(e).__name__}: {str(e)[:500]}")
         return errs
+
+    def overhead(self) -> dict[str, float]:
+        return {}
 
     def stop(self) -> None:
         for j in self.jobs:

@@ -1,0 +1,268 @@
+"""Sweep grids: which (size, tokens) cells an experiment trains, and the prior they are centred on.
+
+A grid is data (a frozen dataclass) with two methods: ``validate()`` raises one
+:class:`~scaling.config.ConfigError` for a malformed grid, and ``expand(planner)`` asks the
+:class:`scaling.sweep.Planner` for shapes (``planner.model(size)``) and adds cells
+(``planner.add(...)``), with warnings for what a researcher should read before spending compute.
+
+* :class:`NxD`: Chinchilla Approach 1 (several token horizons per size, each its own cosine run);
+* :class:`IsoFLOP`: Approaches 2/3 (per budget, sizes log-spaced around a prior optimum);
+* :class:`Allocation`: Chinchilla-rule vs Kaplan-rule size at equal compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from scaling.config import ConfigError
+
+if TYPE_CHECKING:
+    from scaling.sweep import Planner
+
+# Chinchilla's fitted law (Hoffmann et al. 2022, rounded): the default prior optimum.
+CHINCHILLA_LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+KAPLAN_EXPONENT = 0.73  # Kaplan et al. 2020: N_opt ∝ C^0.73
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """The compute-optimal size a grid is centred on before any of our runs exist.
+
+    Either a tokens-per-parameter ratio r (``N_opt = sqrt(C / (6 r))``, from C = 6 N D and
+    D = r N), or a law ``N_opt = G (C/6)^a`` (``G`` and ``a``), e.g.
+    :meth:`chinchilla` derived from Hoffmann et al.'s fitted L(N, D), or :meth:`from_results`
+    fitted on the IsoFLOP minima of smaller budgets already trained.
+    """
+
+    tokens_per_param: float = 20.0
+    G: float | None = None
+    a: float | None = None
+
+    @classmethod
+    def chinchilla(cls) -> "Prior":
+        p = CHINCHILLA_LAW
+        G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1.0 / (p["alpha"] + p["beta"]))
+        return cls(G=G, a=p["beta"] / (p["alpha"] + p["beta"]))
+
+    @classmethod
+    def from_results(cls, path: str | os.PathLike, *, n_col: str = "n_non_embedding", loss_col: str = "eval_loss",
+                     budget_col: str = "budget", max_budget: float | None = None) -> "Prior":
+        """A prior fitted on finished smaller budgets (a results.csv of an earlier sweep).
+
+        Per budget, a parabola in log N through (log N, loss) gives the IsoFLOP minimum; a line
+        through (log C, log N_opt) gives ``N_opt = G (C/6)^a``.  Needs >= 2 budgets with an
+        interior minimum; raises ConfigError otherwise.  Pure numpy (planning stays instant).
+        """
+        import csv
+
+        import numpy as np
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Prior.from_results({path!r}): no such file; point it at a sweep's results.csv")
+        groups: dict[float, list[tuple[float, float]]] = {}
+        with open(p) as f:
+            for row in csv.DictReader(f):
+                try:
+                    if row.get("state", "done") != "done":
+                        continue
+                    C, n, loss = float(row[budget_col]), float(row[n_col]), float(row[loss_col])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if max_budget is None or C <= max_budget:
+                    groups.setdefault(C, []).append((math.log(n), loss))
+        opt = []
+        for C, pts in sorted(groups.items()):
+            if len(pts) < 3:
+                continue
+            x, y = np.array(pts).T
+            c2, c1, _ = np.polyfit(x, y, 2)
+            xm = -c1 / (2 * c2) if c2 > 0 else None
+            if xm is not None and x.min() < xm < x.max():
+                opt.append((math.log(C / 6.0), xm))
+        if len(opt) < 2:
+            raise ConfigError(f"Prior.from_results({path!r}): fewer than 2 budgets with an interior IsoFLOP "
+                              f"minimum; use Prior(tokens_per_param=...) instead")
+        a, logG = np.polyfit(*np.array(opt).T, 1)
+        return cls(G=float(math.exp(logG)), a=float(a))
+
+    def n_opt(self, budget: float) -> float:
+        if self.G is not None and self.a is not None:
+            return self.G * (budget / 6.0) ** self.a
+        return math.sqrt(budget / (6.0 * self.tokens_per_param))
+
+
+Size = Union[float, int, str]
+
+
+def _check_budgets(budgets) -> None:
+    if len(budgets) == 0:
+        raise ConfigError("grid.budgets: empty; give at least one FLOP budget, e.g. budgets=(1e13, 3e13, 1e14)")
+    for b in budgets:
+        if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
+            shown = f"{b:g}" if isinstance(b, (int, float)) else repr(b)
+            raise ConfigError(f"grid.budgets: {shown} is not a positive FLOP budget; use e.g. 1e14")
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.2g}".replace("e+0", "e").replace("e+", "e")
+
+
+@dataclasses.dataclass(frozen=True)
+class NxD:
+    """Approach 1: every size trained at several token horizons (separate cosine runs).
+
+    Give either ``tokens`` (absolute horizons, same for every size) or ``tokens_per_param``
+    (horizons relative to each model's parameter count in the sweep's basis).  With
+    ``peak_lrs`` every (size, horizon) runs once per learning rate (``experiments/lr_sweep.py``).
+    """
+
+    sizes: tuple[Size, ...]
+    tokens: tuple[float, ...] = ()
+    tokens_per_param: tuple[float, ...] = ()
+    peak_lrs: tuple[float, ...] = ()  # non-empty: every (size, horizon) at each LR (an LR sweep)
+
+    def validate(self) -> None:
+        if not self.sizes:
+            raise ConfigError("grid.sizes: empty; give at least one size (a parameter count or member name)")
+        if bool(self.tokens) == bool(self.tokens_per_param):
+            raise ConfigError("grid: give exactly one of tokens=(...) or tokens_per_param=(...), non-empty")
+        for t in self.tokens + self.tokens_per_param:
+            if not (isinstance(t, (int, float)) and t > 0):
+                raise ConfigError(f"grid token horizon {t!r}: must be positive")
+        for lr in self.peak_lrs:
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise ConfigError(f"grid.peak_lrs: {lr!r} is not a positive learning rate")
+
+    def expand(self, pl: "Planner") -> None:
+        for size in self.sizes:
+            cfg, counts, fpt = pl.model(size)
+            target = float(size) if not isinstance(size, str) else None
+            pl.check_moved(target, counts, f"size {size}")
+            n = pl.n_of(counts)
+            horizons = [float(t) for t in self.tokens] or [k * n for k in self.tokens_per_param]
+            for t in horizons:
+                steps = int(t // pl.tokens_per_step)
+                if steps < 1:
+                    r = pl.recipe
+                    raise ConfigError(f"grid tokens={t:.3g} for size {size}: below one batch ({r.batch_size} x "
+                                      f"{r.seq_len} = {pl.tokens_per_step} tokens); raise the horizon or lower "
+                                      f"recipe.batch_size")
+                label = f"{cfg.name or _fmt_num(n)}-D{_fmt_num(t)}"
+                for lr in (self.peak_lrs or (None,)):
+                    pl.add(cfg, counts, fpt, steps, budget=None, group="nxd" if lr is None else "lr_sweep",
+                           label=label if lr is None else f"{label}-lr{lr:.2g}", target=target, peak_lr=lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class IsoFLOP:
+    """Approach 2/3: per budget C, ``n_sizes`` sizes log-spaced over ``[N*/span, N* span]``.
+
+    N* is the prior optimum (or ``centres[i]`` when given). Each size trains for
+    ``C / flops_per_token`` tokens rounded to whole batches; the achieved FLOPs are recorded.
+    """
+
+    budgets: tuple[float, ...]
+    n_sizes: int = 7
+    span: float = 4.0
+    prior: Prior = Prior()
+    centres: tuple[float, ...] = ()
+
+    def validate(self) -> None:
+        _check_budgets(self.budgets)
+        if self.n_sizes < 1:
+            raise ConfigError(f"grid.n_sizes={self.n_sizes}: must be >= 1 (5-9 recommended)")
+        if not self.span > 1:
+            raise ConfigError(f"grid.span={self.span}: must be > 1 (ratio of the largest size to the centre)")
+        if self.centres and len(self.centres) != len(self.budgets):
+            raise ConfigError(f"grid.centres: {len(self.centres)} given for {len(self.budgets)} budgets; "
+                              f"give one per budget")
+
+    def expand(self, pl: "Planner") -> None:
+        k, conv, tpb = self.n_sizes, pl.recipe.flops_convention, pl.tokens_per_step
+        for bi, C in enumerate(self.budgets):
+            centre = self.centres[bi] if self.centres else self.prior.n_opt(C)
+            exps = [0.0] if k == 1 else [-1 + 2 * i / (k - 1) for i in range(k)]
+            kept_n: list[float] = []
+            for e in exps:
+                target = centre * self.span ** e
+                try:
+                    cfg, counts, fpt = pl.model(target)
+                except ConfigError as err:
+                    pl.warn(f"budget {C:.3g}: dropped size {target:.3g} ({err})")
+                    continue
+                steps = int(round(C / fpt[conv] / tpb))
+                if steps < 1:
+                    pl.warn(f"budget {C:.3g}: dropped size {target:.3g} (tokens {C / fpt[conv]:.3g} below "
+                            f"one batch of {tpb})")
+                    continue
+                pl.check_moved(target, counts, f"budget {C:.3g} size {target:.3g}")
+                if pl.add(cfg, counts, fpt, steps, budget=C, group="isoflop", label=f"C{_fmt_num(C)}-N{_fmt_num(target)}",
+                          target=target):
+                    kept_n.append(pl.n_of(counts))
+                    a = steps * tpb * fpt[conv]
+                    if abs(a / C - 1) > 0.05:
+                        pl.warn(f"budget {C:.3g} size {target:.3g}: whole batches give {a:.3g} FLOPs "
+                                f"({100 * (a / C - 1):+.0f}%)")
+            if not kept_n:
+                raise ConfigError(f"grid.budgets: budget {C:.3g} leaves no size with at least one batch of "
+                                  f"{tpb} tokens; raise the budget or lower recipe.batch_size")
+            _check_bracket(pl, C, centre, kept_n)
+
+
+def _check_bracket(pl: "Planner", C: float, centre: float, kept_n: list[float]) -> None:
+    """Warn when a budget's sizes cannot locate an interior IsoFLOP minimum around ``centre``."""
+    if len(set(kept_n)) < 3:
+        pl.warn(f"budget {C:.3g}: only {len(set(kept_n))} distinct sizes; a parabola needs >= 3 "
+                f"to bracket an interior minimum")
+    lo, hi = min(kept_n), max(kept_n)
+    if not (lo < centre < hi):
+        pl.warn(f"budget {C:.3g}: sizes [{lo:.3g}, {hi:.3g}] cannot bracket the predicted "
+                f"optimum {centre:.3g}; widen span or move the centre")
+    elif hi > lo:
+        mid = math.sqrt(lo * hi)
+        if abs(math.log(centre / mid)) > 0.25 * math.log(hi / lo):
+            pl.warn(f"budget {C:.3g}: grid off-centre: predicted optimum {centre:.3g} vs grid middle {mid:.3g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocation:
+    """Chinchilla vs Kaplan at equal compute: per budget, two cells.
+
+    ``chinchilla_rule``: N = prior.n_opt(C). ``kaplan_rule``: N = prior.n_opt(anchor) *
+    (C / anchor)^0.73 — both rules pass through the same point at the anchor budget (default:
+    the smallest budget divided by ``anchor_factor``), so they diverge as C grows.
+    """
+
+    budgets: tuple[float, ...]
+    prior: Prior = Prior()
+    anchor: float | None = None
+    anchor_factor: float = 10.0
+    kaplan_exponent: float = KAPLAN_EXPONENT
+
+    def validate(self) -> None:
+        _check_budgets(self.budgets)
+        if self.anchor is not None and not self.anchor > 0:
+            raise ConfigError(f"grid.anchor={self.anchor}: must be a positive FLOP budget")
+
+    def expand(self, pl: "Planner") -> None:
+        conv, tpb = pl.recipe.flops_convention, pl.tokens_per_step
+        anchor = self.anchor if self.anchor is not None else min(self.budgets) / self.anchor_factor
+        n_anchor = self.prior.n_opt(anchor)
+        for C in self.budgets:
+            for group, target in (("chinchilla_rule", self.prior.n_opt(C)),
+                                  ("kaplan_rule", n_anchor * (C / anchor) ** self.kaplan_exponent)):
+                cfg, counts, fpt = pl.model(target)
+                steps = int(round(C / fpt[conv] / tpb))
+                if steps < 1:
+                    raise ConfigError(f"grid.budgets: budget {C:.3g} gives the {group} size {target:.3g} fewer "
+                                      f"tokens than one batch ({tpb}); raise the budget or lower the batch")
+                pl.check_moved(target, counts, f"budget {C:.3g} {group}")
+                pl.add(cfg, counts, fpt, steps, budget=C, group=group, label=f"C{_fmt_num(C)}-{group.split('_')[0]}",
+                       target=target)
+
+
