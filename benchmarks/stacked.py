@@ -19,7 +19,7 @@ directories, and prints
 
 ``--steps N`` truncates every cell to its first N steps (its token budget becomes N batches,
 so its LR schedule is the one of an N-step run) to keep the run short.  The data set is
-prepared and the device peak FLOP/s measured once up front (``$SCALING_PEAK_FLOPS`` is then
+prepared and the device peak FLOP/s measured once up front (``Settings.peak_flops`` is then
 set to it), so neither path pays for them inside the timing.
 """
 
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     from scaling import data as sdata
     from scaling.stacked import compiled_stacked, train_stacked
     from scaling.programs import compiled_programs
+    from scaling.settings import Settings
     from scaling.train import train
 
     plan = sweep.plan(sweep.load_sweep(args.experiment), estimate=False)
@@ -96,8 +97,9 @@ def main(argv=None) -> int:
     for c in {g[0].data: g[0] for g in groups}.values():  # prepare data sets outside the timing
         for split in ("train", "validation"):
             sdata.open_source(c.data, split, c.model.seq_len)
-    peak, _ = accounting.peak_flops(jax.devices()[0])
-    os.environ.setdefault(accounting.PEAK_ENV, repr(peak))
+    # measure the device peak once, outside the timing: every cell then reads it from the settings
+    settings = Settings.from_environ()
+    settings = settings.replace(peak_flops=accounting.peak_flops(jax.devices()[0], settings=settings)[0])
 
     print(f"{args.experiment}: {len(groups)} size group(s), steps per cell "
           f"{sorted({c.steps for g in groups for c in g})}, device {jax.devices()[0].device_kind} "
@@ -117,12 +119,12 @@ def main(argv=None) -> int:
         seq_dirs = [work / f"g{gi}" / "sequential" / c.run_id for c in g]
         t0 = time.perf_counter()
         for c, d in zip(g, seq_dirs):
-            train(c, d)
+            train(c, d, settings=settings)
         w_seq = time.perf_counter() - t0
 
         stk_dirs = [work / f"g{gi}" / "stacked" / c.run_id for c in g]
         t0 = time.perf_counter()
-        train_stacked(g, stk_dirs)
+        train_stacked(g, stk_dirs, settings=settings)
         w_stk = time.perf_counter() - t0
 
         n = accounting.count_params(g[0].model).total

@@ -8,7 +8,7 @@ in step count and schedule) and often in peak LR.  The trainer passes the learni
 every other optimizer number into the jitted step as a traced vector
 (:func:`scaling.optim.hyperparams`), so those cells lower to the same programs and only the
 first one of a shape pays for XLA compilation; the rest hit the persistent compilation
-cache (``SCALING_COMPILE_CACHE``; a fresh temporary directory unless ``--cache`` is given).
+cache (``Settings.compile_cache``: a fresh temporary directory unless ``--cache`` is given).
 
 This script trains ``len(--steps)`` such cells one after another in ONE process (as a local
 sweep worker does; within a process the trainer also reuses the compiled programs
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     work = args.work or tempfile.mkdtemp(prefix="sweep-compile-")
-    os.environ["SCALING_COMPILE_CACHE"] = args.cache or os.path.join(work, "cache")
+    cache = args.cache or os.path.join(work, "cache")
     if args.processes:
         import json
         import subprocess
@@ -53,10 +53,10 @@ def main(argv=None) -> int:
         for i in range(len(args.steps.split(","))):
             r = subprocess.run([sys.executable, os.path.abspath(__file__), "--steps", args.steps, "--peak-lrs",
                                 args.peak_lrs, "--devices", str(args.devices), "--work", work,
-                                "--cache", os.environ["SCALING_COMPILE_CACHE"], "--only", str(i)],
+                                "--cache", cache, "--only", str(i)],
                                capture_output=True, text=True, check=True)
             out.append(r.stdout.strip().splitlines()[-1])
-        print(f"cache: {os.environ['SCALING_COMPILE_CACHE']} (one process per cell)")
+        print(f"cache: {cache} (one process per cell)")
         print("| cell | steps | peak_lr | compile_s | wall_s | train_s | train / wall |")
         print("|---|---|---|---|---|---|---|")
         rows = [json.loads(o) for o in out]
@@ -67,13 +67,16 @@ def main(argv=None) -> int:
         return 0
 
     from scaling.config import Cell, DataConfig, ModelConfig, OptimConfig
+    from scaling.settings import Settings
     from scaling.train import train
+
+    settings = Settings.from_environ().replace(compile_cache=cache)
 
     model = ModelConfig(vocab_size=130, seq_len=64, d_model=64, n_layers=2, n_heads=2, kv_size=32, ffw_size=256)
     B = 16
     steps = [int(s) for s in args.steps.split(",")]
     lrs = [float(x) for x in args.peak_lrs.split(",")]
-    print(f"cache: {os.environ['SCALING_COMPILE_CACHE']}")
+    print(f"cache: {cache}")
     print("| cell | steps | peak_lr | compile_s | wall_s | train_s | train / wall |")
     print("|---|---|---|---|---|---|---|")
     tot = {"compile": 0.0, "wall": 0.0, "train": 0.0}
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
         cell = Cell(model=model, tokens=n * B * model.seq_len, batch_size=B, data=DataConfig(task="synthetic_markov"),
                     optim=OptimConfig(peak_lr=lr, warmup_steps=5), name=f"c{i}", eval_every=0, eval_batches=1,
                     checkpoint_every=10**6, log_every=10)
-        s = train(cell, os.path.join(work, f"run{i}"))
+        s = train(cell, os.path.join(work, f"run{i}"), settings=settings)
         c, w, t = s["compile_s"], s["wall_s"], s["timing"]["train"]
         tot["compile"] += c; tot["wall"] += w; tot["train"] += t
         line = f"| {i} | {n} | {lr:g} | {c:.2f} | {w:.2f} | {t:.2f} | {t / w:.2f} |"

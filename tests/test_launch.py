@@ -280,3 +280,14 @@ def test_real_trainer_sweep_with_a_diverging_cell(tmp_path):
     bad = df[df["peak_lr"] > 1].iloc[0]
     assert bad["state"] == "diverged"
     assert "time in cells: startup" in txt
+
+
+def test_every_backend_implements_the_protocol(tmp_path):
+    from scaling.launch.backend import NAMES, Backend, make_backend
+    from scaling.settings import Settings
+
+    for name in NAMES:
+        be = make_backend(name, tmp_path, 1, Settings())
+        assert isinstance(be, Backend) and be.name == name and be.overhead() == {}
+    with pytest.raises(ConfigError, match="--backend 'gke': choose one of local, slurm, ray"):
+        make_backend("gke", tmp_path, 1, Settings())

@@ -240,3 +240,16 @@ def test_synthetic_isoflop_runs_a_source_with_a_known_entropy_rate():
     assert entropy_rate(spec) == pytest.approx(2.2333, abs=1e-4)  # what the README quotes
     p = plan(sw, estimate=False)
     assert {c.model.vocab_size for c in p.cells} == {spec.vocab_size}
+
+
+def test_every_cell_field_comes_from_the_recipe_or_the_planner():
+    """A sweep can set every Cell field: the recipe names it (copied by name) or the planner decides it."""
+    from scaling.config import Cell
+    from scaling.sweep import PLANNER_CELL_FIELDS, RECIPE_CELL_FIELDS
+
+    fields = {f.name for f in dataclasses.fields(Cell)}
+    assert fields == set(RECIPE_CELL_FIELDS) | set(PLANNER_CELL_FIELDS)
+    r = dataclasses.replace(RECIPE, eval_batch_size=48, keep_every=7)
+    sw = Sweep(name="t", recipe=r, grid=NxD(sizes=(3e4,), tokens=(2e5,)))
+    c = plan(sw, estimate=False).cells[0]
+    assert (c.eval_batch_size, c.keep_every, c.log_every) == (48, 7, r.log_every)
