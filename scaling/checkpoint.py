@@ -18,7 +18,8 @@ disk quietly loses part of a file. :class:`Checkpointer` wraps Orbax 0.12.8 so t
   ``jax.ShapeDtypeStruct(shape, dtype, sharding=...)``; arrays come back with *those*
   shardings, on any mesh (or one CPU device), independent of the mesh that saved them;
 * **retention** keeps the newest ``keep_last`` steps plus, permanently, every step that is
-  a multiple of ``keep_every`` (Orbax ``LatestN`` OR ``EveryNSteps`` preservation policies).
+  a multiple of ``keep_every`` and every step in ``keep_steps`` (Orbax ``LatestN`` OR
+  ``EveryNSteps`` OR ``CustomSteps`` preservation policies).
 
 Directory layout (``directory`` is usually ``<run_dir>/checkpoints``)::
 
@@ -120,6 +121,76 @@ def abstract_state(tree: Any, shardings: Any) -> Any:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+def check_step_dir(root: str) -> str | None:
+    """None if the step directory ``root`` looks complete, else why not.
+
+    Needs the commit's metadata files to exist and parse; if our manifest exists, every file
+    it lists must exist with the recorded size. Reads no array data.
+    """
+    if not os.path.isdir(root):
+        return "missing directory"
+    for rel in _REQUIRED_FILES:
+        p = os.path.join(root, rel)
+        if not os.path.isfile(p):
+            return f"missing {rel}"
+        try:
+            with open(p) as f:
+                json.load(f)
+        except (OSError, ValueError) as e:
+            return f"unreadable {rel}: {e}"
+    mp = os.path.join(root, MANIFEST_NAME)
+    if os.path.isfile(mp):
+        try:
+            with open(mp) as f:
+                files = json.load(f)["files"]
+        except (OSError, ValueError, KeyError) as e:
+            return f"unreadable {MANIFEST_NAME}: {e}"
+        for rel, size in files.items():
+            p = os.path.join(root, rel)
+            if not os.path.isfile(p):
+                return f"missing {rel}"
+            if os.path.getsize(p) != size:
+                return f"{rel} has {os.path.getsize(p)} bytes, manifest says {size}"
+    return None
+
+
+def has_step(directory, step: int) -> bool:
+    """Whether ``directory`` holds a complete, committed checkpoint of ``step``.
+
+    Safe while another process writes to ``directory``: it only reads.  Orbax renames a step
+    to its final name at commit, so an in-flight save is never mistaken for a committed one.
+    """
+    return check_step_dir(os.path.join(os.fspath(directory), str(int(step)))) is None
+
+
+def restore_step(directory, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """``(state, meta)`` of exactly ``step`` from another run's checkpoint directory, read-only.
+
+    For a WSD fork reading its trunk: unlike :class:`Checkpointer`, this never cleans the
+    directory (its owner may be saving into it right now), never falls back to another step
+    and never moves a bad step aside.  Raises :class:`CheckpointRestoreError` naming the step.
+    """
+    import jax
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(os.fspath(directory))
+    reason = check_step_dir(os.path.join(directory, str(int(step))))
+    if reason is not None:
+        raise CheckpointRestoreError(f"checkpoint step {step} in {directory}: {reason}")
+    mngr = ocp.CheckpointManager(directory, item_names=_ITEMS,
+                                 options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    try:
+        r = mngr.restore(int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                            meta=ocp.args.JsonRestore()))
+        jax.block_until_ready(r.state)
+        return r.state, dict(r.meta)
+    except Exception as e:  # noqa: BLE001 - name the step and directory, keep the cause
+        raise CheckpointRestoreError(f"checkpoint step {step} in {directory} could not be restored: "
+                                     f"{type(e).__name__}: {e}") from e
+    finally:
+        mngr.close()
+
+
 class Checkpointer:
     """Async, atomic, self-checking checkpoints of ``(state pytree, JSON meta)`` per step.
 
@@ -128,6 +199,7 @@ class Checkpointer:
       keep_last: keep the newest ``keep_last`` steps (>= 1).
       keep_every: if > 0, additionally keep forever every step with
         ``step % keep_every == 0``; 0 disables.
+      keep_steps: additionally keep forever these steps (a WSD trunk's fork points).
       async_save: write in a background thread (default). With ``False`` every
         ``save()`` returns only after the step is durable.
 
@@ -135,7 +207,7 @@ class Checkpointer:
     must call ``save``/``restore``/``wait`` collectively (Orbax synchronises them).
     """
 
-    def __init__(self, directory, *, keep_last: int = 2, keep_every: int = 0, async_save: bool = True):
+    def __init__(self, directory, *, keep_last: int = 2, keep_every: int = 0, keep_steps=(), async_save: bool = True):
         _require(isinstance(keep_last, int) and keep_last >= 1,
                  f"keep_last={keep_last!r}: must be an integer >= 1 (number of newest checkpoints kept)")
         _require(isinstance(keep_every, int) and keep_every >= 0,
@@ -154,6 +226,8 @@ class Checkpointer:
         policies = [pp.LatestN(n=keep_last)]
         if keep_every:
             policies.append(pp.EveryNSteps(interval_steps=keep_every))
+        if keep_steps:
+            policies.append(pp.CustomSteps(steps=[int(x) for x in keep_steps]))
         self._ocp = ocp
         self._mngr = ocp.CheckpointManager(
             self.directory,
@@ -208,37 +282,8 @@ class Checkpointer:
         os.replace(tmp, os.path.join(root, MANIFEST_NAME))
 
     def check_step(self, step: int) -> str | None:
-        """Cheap integrity check of a step on disk: None if it looks complete, else why not.
-
-        Needs the commit's metadata files to exist and parse; if our manifest exists, every
-        file it lists must exist with the recorded size. Reads no array data.
-        """
-        root = self._step_dir(step)
-        if not os.path.isdir(root):
-            return "missing directory"
-        for rel in _REQUIRED_FILES:
-            p = os.path.join(root, rel)
-            if not os.path.isfile(p):
-                return f"missing {rel}"
-            try:
-                with open(p) as f:
-                    json.load(f)
-            except (OSError, ValueError) as e:
-                return f"unreadable {rel}: {e}"
-        mp = os.path.join(root, MANIFEST_NAME)
-        if os.path.isfile(mp):
-            try:
-                with open(mp) as f:
-                    files = json.load(f)["files"]
-            except (OSError, ValueError, KeyError) as e:
-                return f"unreadable {MANIFEST_NAME}: {e}"
-            for rel, size in files.items():
-                p = os.path.join(root, rel)
-                if not os.path.isfile(p):
-                    return f"missing {rel}"
-                if os.path.getsize(p) != size:
-                    return f"{rel} has {os.path.getsize(p)} bytes, manifest says {size}"
-        return None
+        """Cheap integrity check of a step on disk: None if it looks complete, else why not (:func:`check_step_dir`)."""
+        return check_step_dir(self._step_dir(step))
 
     def _quarantine(self, step: int, reason: str) -> None:
         """Move a bad step to corrupt/<step>.<time> so it is neither restored nor blocks a re-save."""

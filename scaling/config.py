@@ -96,6 +96,7 @@ class ModelConfig:
 # ----------------------------------------------------------------------------------------
 
 SCHEDULES = ("cosine", "wsd", "constant")
+DECAY_SHAPES = ("linear", "1-sqrt", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +105,9 @@ class OptimConfig:
 
     ``schedule='cosine'``: linear warmup over ``warmup_steps`` then cosine decay to
     ``final_lr_frac * peak_lr`` at exactly the last step of the run (Chinchilla: 10%).
-    ``schedule='wsd'``: warmup, constant, then linear decay to ``final_lr_frac * peak_lr``
-    over the last ``decay_frac`` of the run.
+    ``schedule='wsd'``: warmup, constant, then a decay to ``final_lr_frac * peak_lr`` over
+    the last ``decay_frac`` of the run, shaped ``decay_shape``: ``linear``, ``1-sqrt``
+    (Hägele et al. 2024: ``1 - sqrt(p)``) or ``cosine``.
     """
 
     peak_lr: float = 1e-3
@@ -113,6 +115,7 @@ class OptimConfig:
     schedule: str = "cosine"
     final_lr_frac: float = 0.1
     decay_frac: float = 0.2
+    decay_shape: str = "linear"
     b1: float = 0.9
     b2: float = 0.95
     eps: float = 1e-8
@@ -127,6 +130,8 @@ class OptimConfig:
         _require(0.0 <= self.final_lr_frac <= 1.0,
                  f"optim.final_lr_frac={self.final_lr_frac}: must be in [0, 1] (Chinchilla uses 0.1)")
         _require(0.0 < self.decay_frac <= 1.0, f"optim.decay_frac={self.decay_frac}: must be in (0, 1]")
+        _require(self.decay_shape in DECAY_SHAPES,
+                 f"optim.decay_shape={self.decay_shape!r}: choose one of {DECAY_SHAPES}")
         _require(0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0, "optim.b1/b2: must be in [0, 1)")
         _require(self.weight_decay >= 0, f"optim.weight_decay={self.weight_decay}: must be >= 0")
         _require(self.clip_norm > 0, f"optim.clip_norm={self.clip_norm}: must be > 0")
@@ -242,8 +247,11 @@ class MeshConfig:
 # ----------------------------------------------------------------------------------------
 
 # Fields of Cell that do not change the numbers a run produces; left out of the run hash.
-_NON_RESULT_FIELDS = ("name", "mesh", "log_every", "checkpoint_every", "keep_last", "keep_every",
-                      "budget", "flops_convention", "group", "max_loss_spike")
+_NON_RESULT_FIELDS = ("name", "mesh", "log_every", "checkpoint_every", "checkpoint_steps", "keep_last",
+                      "keep_every", "budget", "flops_convention", "group", "max_loss_spike")
+# Fields added after run ids were first published: hashed only when they differ from these values,
+# so every run id planned before they existed stays the same.
+_HASHED_UNLESS = {("trunk",): "", ("fork_step",): 0, ("optim", "decay_shape"): "linear"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +289,9 @@ class Cell:
     budget: float | None = None
     flops_convention: str = "chinchilla"
     group: str = ""  # free-form label, e.g. "isoflop" or "chinchilla_rule"
+    checkpoint_steps: tuple[int, ...] = ()  # also checkpoint at these steps, and keep them
+    trunk: str = ""  # run id of the WSD trunk this cell forks from ("" for a cell trained from scratch)
+    fork_step: int = 0  # the trunk step this fork starts from
 
     @property
     def tokens_per_step(self) -> int:
@@ -313,6 +324,14 @@ class Cell:
         _require(self.keep_last >= 1, f"keep_last={self.keep_last}: must be >= 1")
         _require(self.budget is None or self.budget > 0,
                  f"budget={self.budget}: a FLOP budget must be positive")
+        _require(all(isinstance(s, int) and 1 <= s <= self.steps for s in self.checkpoint_steps),
+                 f"checkpoint_steps={self.checkpoint_steps}: every step must be in [1, {self.steps}]")
+        if self.trunk:
+            _require(isinstance(self.fork_step, int) and 1 <= self.fork_step < self.steps,
+                     f"fork_step={self.fork_step}: a fork starts at a trunk step in [1, {self.steps - 1}] "
+                     f"(its own steps: {self.steps}); it must leave at least one step to train")
+        else:
+            _require(self.fork_step == 0, f"fork_step={self.fork_step}: only a fork (trunk=run id) has a fork step")
         return self
 
     # -- identity ---------------------------------------------------------------------
@@ -322,6 +341,13 @@ class Cell:
             d.pop(f, None)
         d["model"].pop("name", None)
         d["data"].pop("data_dir", None)
+        for path, unset in _HASHED_UNLESS.items():
+            *outer, key = path
+            box = d
+            for k in outer:
+                box = box[k]
+            if box.get(key) == unset:
+                box.pop(key)
         return d
 
     @property
@@ -367,6 +393,8 @@ def cell_from_dict(d: Mapping[str, Any]) -> Cell:
         d["data"] = _build(DataConfig, dd)
     if "mesh" in d:
         d["mesh"] = _build(MeshConfig, d["mesh"])
+    if "checkpoint_steps" in d:
+        d["checkpoint_steps"] = tuple(int(s) for s in d["checkpoint_steps"])
     return _build(Cell, d)
 
 

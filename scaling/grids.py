@@ -7,7 +7,9 @@ A grid is data (a frozen dataclass) with two methods: ``validate()`` raises one
 
 * :class:`NxD`: Chinchilla Approach 1 (several token horizons per size, each its own cosine run);
 * :class:`IsoFLOP`: Approaches 2/3 (per budget, sizes log-spaced around a prior optimum);
-* :class:`Allocation`: Chinchilla-rule vs Kaplan-rule size at equal compute.
+* :class:`Allocation`: Chinchilla-rule vs Kaplan-rule size at equal compute;
+* :class:`WSDFork`: Approach 1/3 data at a fraction of the cost (one constant-LR trunk per
+  size, each horizon a fork that cools down from the trunk's checkpoint).
 """
 
 from __future__ import annotations
@@ -266,3 +268,76 @@ class Allocation:
                        target=target)
 
 
+
+
+DECAY_SHAPES = ("linear", "1-sqrt", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class WSDFork:
+    """Per size, one warmup-stable trunk and one cooled-down fork per token horizon.
+
+    For horizon H (``tokens`` or ``tokens_per_param`` x N, rounded down to whole batches) the
+    fork is a ``wsd`` run of H whose decay covers its last ``decay_frac`` (shape
+    ``decay_shape``) down to ``final_lr_frac x peak``.  Up to its decay start, step
+    ``H_steps - round(decay_frac x H_steps)``, a WSD run is the stable trunk: so the fork
+    starts from the trunk's checkpoint at that step (params, optimizer state, data position,
+    PRNG key) and trains only its cooldown.  The trunk (group ``wsd_trunk``: warmup, then the
+    constant peak LR; never annealed, so fits exclude it) trains to the largest fork step and
+    checkpoints exactly at every fork step, keeping them.  Every member of a size shares the
+    warmup (the recipe's, ``warmup_frac`` taken of the shortest horizon) and the peak LR (the
+    recipe's ``lr_rule``), so each fork is step for step the independent WSD run of its
+    horizon (group ``wsd_fork``).
+    """
+
+    sizes: tuple[Size, ...]
+    tokens: tuple[float, ...] = ()
+    tokens_per_param: tuple[float, ...] = ()
+    decay_frac: float = 0.2
+    decay_shape: str = "linear"
+
+    def validate(self) -> None:
+        if not self.sizes:
+            raise ConfigError("grid.sizes: empty; give at least one size (a parameter count or member name)")
+        if bool(self.tokens) == bool(self.tokens_per_param):
+            raise ConfigError("grid: give exactly one of tokens=(...) or tokens_per_param=(...), non-empty")
+        for t in self.tokens + self.tokens_per_param:
+            if not (isinstance(t, (int, float)) and t > 0):
+                raise ConfigError(f"grid token horizon {t!r}: must be positive")
+        if not (isinstance(self.decay_frac, (int, float)) and 0 < self.decay_frac < 1):
+            raise ConfigError(f"grid.decay_frac={self.decay_frac!r}: must be in (0, 1) (Hägele et al.: 0.2)")
+        if self.decay_shape not in DECAY_SHAPES:
+            raise ConfigError(f"grid.decay_shape={self.decay_shape!r}: choose one of {DECAY_SHAPES}")
+
+    def expand(self, pl: "Planner") -> None:
+        from scaling.optim import decay_start, effective_warmup
+
+        r, tpb = pl.recipe, pl.tokens_per_step
+        for size in self.sizes:
+            cfg, counts, fpt = pl.model(size)
+            target = float(size) if not isinstance(size, str) else None
+            pl.check_moved(target, counts, f"size {size}")
+            n = pl.n_of(counts)
+            name = cfg.name or _fmt_num(n)
+            horizons = sorted({float(t) for t in self.tokens} or {k * n for k in self.tokens_per_param})
+            steps = [int(t // tpb) for t in horizons]
+            fork_optim = dataclasses.replace(r.optim, schedule="wsd", decay_frac=float(self.decay_frac),
+                                             decay_shape=self.decay_shape)
+            # the recipe's warmup rule applied to the shortest horizon, shared by the trunk and every fork
+            warmup = pl.make_cell(cfg, counts, max(steps[0], 1), budget=None, group="wsd_fork",
+                                  label="warmup").optim.warmup_steps
+            starts = []
+            for t, h in zip(horizons, steps):
+                k = decay_start(fork_optim, h) if h >= 2 else 0
+                if k <= effective_warmup(dataclasses.replace(fork_optim, warmup_steps=warmup), h) or k < 1:
+                    raise ConfigError(f"grid horizon {t:.3g} tokens for size {size}: {h} steps leave no stable "
+                                      f"phase between the {warmup}-step warmup and the {h - k}-step cooldown; "
+                                      f"lengthen the horizon (at least {warmup + 2} batches of {tpb} tokens)")
+                starts.append(k)
+            optim = dataclasses.replace(fork_optim, warmup_steps=warmup)
+            trunk = pl.add(cfg, counts, fpt, max(starts), budget=None, group="wsd_trunk", label=f"{name}-trunk",
+                           target=target, optim=dataclasses.replace(optim, schedule="constant"),
+                           checkpoint_steps=tuple(sorted(set(starts))))
+            for t, h, k in zip(horizons, steps, starts):
+                pl.add(cfg, counts, fpt, h, budget=None, group="wsd_fork", label=f"{name}-D{_fmt_num(t)}-wsd",
+                       target=target, optim=optim, trunk=trunk.run_id, fork_step=k)

@@ -25,13 +25,29 @@ def effective_warmup(optim: OptimConfig, steps: int) -> int:
     return max(0, min(optim.warmup_steps, steps - 1))
 
 
+def decay_steps(optim: OptimConfig, steps: int) -> int:
+    """Steps of a ``wsd`` run's final decay: ``round(decay_frac * steps)``, at least 1.
+
+    The decay covers updates ``steps - D + 1 .. steps``; a WSD fork starts from its trunk's
+    state after step ``steps - D`` (:func:`decay_start`), where the LR is still the peak.
+    """
+    return max(1, int(round(optim.decay_frac * steps)))
+
+
+def decay_start(optim: OptimConfig, steps: int) -> int:
+    """The last step of a ``wsd`` run at the stable LR (the step a fork branches off its trunk)."""
+    return steps - decay_steps(optim, steps)
+
+
 def learning_rate(optim: OptimConfig, steps: int, step):
     """Learning rate (float32 numpy) used by the update of 1-based ``step`` of a ``steps``-step run.
 
     * warmup (all schedules): ``peak * step / W`` for ``step <= W``;
     * ``cosine``: ``final + (peak - final) * (1 + cos(pi * p)) / 2`` with
       ``p = (step - W) / (steps - W)``, so it is exactly ``final_lr_frac * peak`` at ``step == steps``;
-    * ``wsd``: ``peak`` until the last ``decay_frac`` of the run, then linear to ``final``;
+    * ``wsd``: ``peak`` until the last ``decay_frac`` of the run, then to ``final`` with
+      ``q = 1 - p`` (``linear``), ``1 - sqrt(p)`` (``1-sqrt``) or ``(1 + cos(pi * p)) / 2``
+      (``cosine``) as the remaining fraction of ``peak - final``, ``p`` going 0 -> 1 over the decay;
     * ``constant``: ``peak``.
     """
     peak = optim.peak_lr
@@ -43,9 +59,14 @@ def learning_rate(optim: OptimConfig, steps: int, step):
         p = np.clip((t - W) / max(steps - W, 1), 0.0, 1.0)
         main = final + (peak - final) * 0.5 * (1.0 + np.cos(math.pi * p))
     elif optim.schedule == "wsd":
-        D = max(1, int(round(optim.decay_frac * steps)))
+        D = decay_steps(optim, steps)
         p = np.clip((t - (steps - D)) / D, 0.0, 1.0)
-        main = peak + (final - peak) * p
+        if optim.decay_shape == "linear":
+            main = peak + (final - peak) * p
+        elif optim.decay_shape == "1-sqrt":
+            main = final + (peak - final) * (1.0 - np.sqrt(p))
+        else:
+            main = final + (peak - final) * 0.5 * (1.0 + np.cos(math.pi * p))
     else:
         main = peak + 0.0 * t
     return np.where(t <= W, warm, main)

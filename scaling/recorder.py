@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scaling.config import Cell, to_dict
+from scaling.config import Cell, ConfigError, to_dict
 from scaling.optim import effective_warmup
 from scaling.rundir import RunDir, finite_or_none
 
@@ -115,6 +115,23 @@ def library_versions() -> dict:
     return out
 
 
+# What a fork must share with its trunk to continue it: the state's shapes, the data order,
+# and every optimiser number the two schedules agree on before the fork step.
+_FORK_MATCHES = ("model", "batch_size", "grad_accum", "seed", "data")
+_FORK_OPTIM_MATCHES = ("peak_lr", "warmup_steps", "b1", "b2", "eps", "weight_decay", "clip_norm")
+
+
+def _check_fork_matches_trunk(cell: Cell, trunk: RunDir) -> None:
+    tc = trunk.read_cell()
+    if tc is None:
+        return  # no readable trunk config: the restore itself checks the state's shapes
+    diffs = [f for f in _FORK_MATCHES if getattr(tc, f) != getattr(cell, f)]
+    diffs += [f"optim.{f}" for f in _FORK_OPTIM_MATCHES if getattr(tc.optim, f) != getattr(cell.optim, f)]
+    if diffs:
+        raise ConfigError(f"fork {cell.run_id}: differs from its trunk {tc.run_id} in {', '.join(diffs)}; "
+                          f"a fork must continue its trunk's run (plan forks with scaling.grids.WSDFork)")
+
+
 class Recorder:
     """Run-directory bookkeeping of one run (see the module docstring for the call order).
 
@@ -148,7 +165,7 @@ class Recorder:
         if self.writes:
             self.run_dir.write_cell(self.cell)
         self.ckpt = Checkpointer(self.run_dir.checkpoints, keep_last=self.cell.keep_last,
-                                 keep_every=self.cell.keep_every)
+                                 keep_every=self.cell.keep_every, keep_steps=self.cell.checkpoint_steps)
 
     def latest_step(self) -> int | None:
         with self.timer("checkpoint"):
@@ -164,6 +181,32 @@ class Recorder:
                 return None, 0, {}
             state, meta = self.ckpt.restore(latest, abstract_state)
             return state, int(jax.device_get(state["step"])), meta
+
+    def restore_fork(self, abstract_state) -> tuple[Any, int, dict]:
+        """A WSD fork's first start: ``(state, fork_step, meta)`` from its trunk's checkpoint at the fork step.
+
+        Params, optimizer state, step (the data position) and PRNG key are the trunk's after
+        ``fork_step`` updates, so the fork continues exactly as a run of its own schedule would
+        (its LR equals the trunk's up to the fork step).  The trunk's metrics rows up to the
+        fork step are copied in, so the fork's curve is complete.  The trunk's directory is
+        only read.
+        """
+        from scaling.checkpoint import has_step, restore_step
+        from scaling.rundir import trunk_of
+
+        cell, k = self.cell, self.cell.fork_step
+        trunk = trunk_of(self.run_dir, cell.trunk)
+        with self.timer("checkpoint"):
+            if not has_step(trunk.checkpoints, k):
+                raise ConfigError(
+                    f"fork {cell.run_id}: trunk {cell.trunk} has no checkpoint at step {k} (in {trunk.checkpoints}); "
+                    f"to regenerate it, delete {trunk.path} and relaunch the sweep (the trunk retrains and "
+                    f"keeps every fork step)")
+            _check_fork_matches_trunk(cell, trunk)
+            state, meta = restore_step(trunk.checkpoints, k, abstract_state)
+        if self.writes:
+            self.run_dir.write_metrics([r for r in trunk.read_metrics() if r.get("step", 0) <= k])
+        return state, k, meta
 
     def resume(self, start: int, meta: dict) -> None:
         """Drop metrics rows after ``start``; recover the running-min loss and the last logged values."""
@@ -233,7 +276,8 @@ class Recorder:
     def checkpoint(self, step: int, get_state, stopping: bool) -> None:
         """Save ``get_state()`` after ``step`` on the cadence, at the end of this call, or when ``stopping``
         (SIGTERM: then also wait until it is durable, because the process exits next)."""
-        if stopping or step % self.cell.checkpoint_every == 0 or step == self.end_step:
+        if (stopping or step % self.cell.checkpoint_every == 0 or step == self.end_step
+                or step in self.cell.checkpoint_steps):
             with self.timer("checkpoint"):
                 meta = {"step": step, "data_position": step, "running_min_loss": finite_or_none(self.running_min),
                         "cell": to_dict(self.cell), "run_id": self.cell.run_id}
@@ -309,4 +353,5 @@ class Recorder:
             "warmup_steps": effective_warmup(cell.optim, self.steps),
             "batch_size": cell.batch_size, "seq_len": cfg.seq_len, "grad_accum": cell.grad_accum,
             "mesh": dict(inputs.mesh.shape), "model": dataclasses.asdict(cfg),
+            "trunk": cell.trunk or None, "fork_step": cell.fork_step or None,
         }

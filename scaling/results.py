@@ -30,9 +30,12 @@ train_loss          final training loss
 steps, batch_size, seq_len, schedule, peak_lr, warmup_steps
 tokens_per_s, mfu   training throughput and model FLOPs utilisation
 wall_s, compile_s   cell wall time and compile time (seconds)
-git_sha, corpus_hash, vocab_hash, group (isoflop | nxd | chinchilla_rule | kaplan_rule)
+git_sha, corpus_hash, vocab_hash, group (isoflop | nxd | lr_sweep | chinchilla_rule | kaplan_rule | wsd_trunk | wsd_fork)
 task                the data task the cell trained on
 entropy_rate        the task's exact entropy rate in nats/token (synthetic sources only; else empty)
+trunk, fork_step    a WSD fork's trunk run id and the trunk step it started from (empty otherwise);
+                    its tokens and FLOPs are the whole horizon's (the trunk's part included),
+                    and trunk rows (group wsd_trunk, never annealed) are excluded from fits
 =================== =====================================================================
 """
 
@@ -51,7 +54,7 @@ BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", 
                 "flops_achieved"]
 TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "seq_len", "schedule",
                 "peak_lr", "warmup_steps", "tokens_per_s", "mfu", "wall_s", "compile_s", "git_sha",
-                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate"]
+                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate", "trunk", "fork_step"]
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
 
 
@@ -87,7 +90,8 @@ def summary_row(s: dict) -> dict:
                warmup_steps=s.get("warmup_steps"), tokens_per_s=s.get("tokens_per_s"), mfu=s.get("mfu"),
                wall_s=s.get("wall_s"), compile_s=s.get("compile_s"), git_sha=s.get("git_sha"),
                corpus_hash=s.get("corpus_hash"), vocab_hash=s.get("vocab_hash"), group=s.get("group", ""),
-               task=s.get("task"), entropy_rate=s.get("entropy_rate"))
+               task=s.get("task"), entropy_rate=s.get("entropy_rate"), trunk=s.get("trunk"),
+               fork_step=s.get("fork_step"))
     return row
 
 

@@ -106,16 +106,17 @@ class RunDir:
         checkpoint.  An unreadable ``config.json`` (e.g. written by an older version) is not
         an error: the checkpoint meta still names its run.
         """
-        p = self.path / CONFIG
-        if not p.exists():
-            return
-        try:
-            old = cell_from_json(p.read_text())
-        except (ConfigError, KeyError, TypeError, ValueError):
-            return
-        if old.config_hash != cell.config_hash:
+        old = self.read_cell()
+        if old is not None and old.config_hash != cell.config_hash:
             raise ConfigError(f"run_dir {self.path} holds a different cell ({old.run_id}, not {cell.run_id}); "
                               f"use a fresh --out directory")
+
+    def read_cell(self) -> Cell | None:
+        """The cell in ``config.json``; None when there is none or it does not parse."""
+        try:
+            return cell_from_json((self.path / CONFIG).read_text())
+        except (OSError, ConfigError, KeyError, TypeError, ValueError):
+            return None
 
     def write_cell(self, cell: Cell) -> None:
         """Create the directory and ``config.json`` (kept if it already exists)."""
@@ -139,12 +140,16 @@ class RunDir:
     def truncate_metrics(self, max_step: int) -> list[dict]:
         """Keep only rows with ``step <= max_step`` (what a restored checkpoint has trained); return them."""
         rows = [r for r in self.read_metrics() if r.get("step", 0) <= max_step]
+        self.write_metrics(rows)
+        return rows
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        """Replace ``metrics.jsonl`` with ``rows`` (atomically)."""
         self.path.mkdir(parents=True, exist_ok=True)
         p = self.path / METRICS
         tmp = p.with_name(f".{METRICS}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(tmp, p)
-        return rows
 
     def open_metrics(self):
         """The metrics file, opened for appending rows (one ``json.dumps(row) + '\\n'`` each)."""
@@ -216,6 +221,11 @@ class RunDir:
     def attempts(self) -> list[dict]:
         p = self.path / ATTEMPTS
         return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+
+def trunk_of(fork_dir: RunDir, trunk_run_id: str) -> RunDir:
+    """The run directory of a fork's trunk: its sibling in the same sweep's ``runs/``."""
+    return RunDir(fork_dir.path.parent / trunk_run_id)
 
 
 def in_sweep(out: str | os.PathLike, run_id: str) -> RunDir:

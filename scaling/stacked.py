@@ -101,6 +101,10 @@ def stack_key(cell: Cell) -> tuple:
 def check_stackable(cells: Sequence[Cell]) -> None:
     """ConfigError (one line) naming the first field in which a cell differs from the first cell."""
     ref = cells[0]
+    forks = [c.run_id for c in cells if c.trunk]
+    if forks:
+        raise ConfigError(f"train_stacked: {forks[0]} is a WSD fork; forks start from their trunk's checkpoint "
+                          "and train alone (scaling.train.train)")
     for c in cells[1:]:
         for f in STACK_FIELDS:
             a, b = getattr(ref, f), getattr(c, f)

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig
-from scaling.grids import Allocation, IsoFLOP, NxD, Prior, Size  # noqa: F401  (experiments import them from here)
+from scaling.grids import Allocation, IsoFLOP, NxD, Prior, Size, WSDFork  # noqa: F401  (experiments import them here)
 
 DEFAULT_MFU = 0.25  # used for wall-time estimates until a sweep directory holds measured runs
 
@@ -103,13 +103,13 @@ class Recipe:
                     **{f: getattr(self, f) for f in RECIPE_CELL_FIELDS})
 
 
-# Cell fields the planner decides per cell; every other Cell field comes from the recipe.
-PLANNER_CELL_FIELDS = ("model", "tokens", "name", "budget", "group")
+# Cell fields the planner (or a grid) decides per cell; every other Cell field comes from the recipe.
+PLANNER_CELL_FIELDS = ("model", "tokens", "name", "budget", "group", "checkpoint_steps", "trunk", "fork_step")
 RECIPE_CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell)
                            if f.name in {g.name for g in dataclasses.fields(Recipe)})
 
 
-Grid = Union[NxD, IsoFLOP, Allocation]
+Grid = Union[NxD, IsoFLOP, Allocation, WSDFork]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +151,8 @@ class Sweep:
                               f"seq_len >= 2")
         r.optim.validate()
         if not (callable(getattr(self.grid, "validate", None)) and callable(getattr(self.grid, "expand", None))):
-            raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP or Allocation")
+            raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP, Allocation "
+                              f"or WSDFork")
         self.grid.validate()
         return self
 
@@ -170,7 +171,17 @@ class Plan:
 
     @property
     def total_flops(self) -> float:
-        return sum(r["flops_achieved"] for r in self.rows)
+        """FLOPs the sweep trains (a WSD fork counts only its cooldown)."""
+        return sum(r["flops_trained"] for r in self.rows)
+
+    @property
+    def savings(self) -> dict | None:
+        """For sweeps with WSD forks: ``{"flops": total planned, "flops_independent": the same
+        horizons as independent runs}`` (trunks are not results, so they count only in "flops")."""
+        if not any(r["trunk"] for r in self.rows):
+            return None
+        return {"flops": self.total_flops,
+                "flops_independent": sum(r["flops_achieved"] for r in self.rows if r["group"] != "wsd_trunk")}
 
 
 class Planner:
@@ -209,9 +220,19 @@ class Planner:
             self.warn(f"{label}: shape rounding moved N from {target:.3g} to {n:.3g} ({self.sweep.n_basis})")
 
     def make_cell(self, cfg: ModelConfig, counts, steps: int, *, budget: float | None, group: str, label: str,
-                  peak_lr: float | None = None) -> Cell:
-        """The recipe's template cell for ``cfg`` with this cell's own LR, warmup, name, budget and group."""
+                  peak_lr: float | None = None, optim: OptimConfig | None = None, **fields) -> Cell:
+        """The recipe's template cell for ``cfg`` with this cell's own LR, warmup, name, budget and group.
+
+        ``optim`` given: used as it is, with the recipe's per-size LR rule applied unless
+        ``peak_lr`` is given, but no warmup rule (a grid that passes it has chosen the warmup).
+        ``fields``: other Cell fields the grid sets (a fork's ``trunk``, ``fork_step``...).
+        """
         r = self.recipe
+        if optim is not None:
+            lr = peak_lr if peak_lr is not None else (r.lr_rule(cfg, counts) if r.lr_rule is not None else optim.peak_lr)
+            optim = dataclasses.replace(optim, peak_lr=float(lr))
+            return dataclasses.replace(r.template(cfg, steps), optim=optim, name=f"{self.sweep.name}-{label}",
+                                       budget=budget, group=group, **fields)
         optim = r.optim
         if peak_lr is not None:
             optim = dataclasses.replace(optim, peak_lr=float(peak_lr))
@@ -224,9 +245,10 @@ class Planner:
         return dataclasses.replace(r.template(cfg, steps), optim=optim, name=f"{self.sweep.name}-{label}",
                                    budget=budget, group=group)
 
-    def add(self, cfg, counts, fpt, steps, *, budget, group, label, target, peak_lr=None) -> Cell | None:
+    def add(self, cfg, counts, fpt, steps, *, budget, group, label, target, peak_lr=None, **kw) -> Cell | None:
         """Plan one cell (None, with a warning, when an identical cell is already planned)."""
-        cell = self.make_cell(cfg, counts, steps, budget=budget, group=group, label=label, peak_lr=peak_lr).validate()
+        cell = self.make_cell(cfg, counts, steps, budget=budget, group=group, label=label, peak_lr=peak_lr,
+                              **kw).validate()
         if cell.run_id in self._ids:
             self.warn(f"dropped duplicate cell {cell.run_id} ({label}: same shape and tokens as another cell)")
             return None
@@ -285,7 +307,10 @@ def plan_row(cell: Cell, counts, fpt: dict, *, target: float | None, est_rate: f
                tokens_per_param=tokens / max(counts.total, 1))
     for k, v in fpt.items():
         row[f"flops_{k}"] = tokens * v
-    row["est_wall_s"] = (tokens * fpt["6N"] / est_rate) if est_rate else None
+    # a WSD fork trains only its cooldown; its trunk trained (and paid for) the steps before
+    own_tokens = tokens - cell.fork_step * cell.tokens_per_step
+    row.update(trunk=cell.trunk or None, fork_step=cell.fork_step or None, flops_trained=own_tokens * fpt[conv])
+    row["est_wall_s"] = (own_tokens * fpt["6N"] / est_rate) if est_rate else None
     return row
 
 

@@ -15,7 +15,8 @@ The loop below reads top to bottom:
 3. **Init or restore.**  The train state is ``{step, params, opt_state, rng}``.  A checkpoint
    is restored onto *this* mesh, and ``metrics.jsonl`` loses its rows after that step; the
    data position is the step itself, because every batch is a pure function of (task, seed,
-   step).
+   step).  A WSD fork (``cell.trunk``) without a checkpoint of its own starts from its trunk's
+   checkpoint at ``cell.fork_step``.
 4. **Loop.**  One jitted step per optimiser update; the learning rate and every other
    optimiser number are host-computed and traced (:mod:`scaling.optim`).  Eval runs every
    ``eval_every`` steps and at the end.  Checkpoints every ``checkpoint_every`` steps (async),
@@ -91,6 +92,8 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
     rec.open()
 
     state, start, meta = rec.restore(progs.abstract_state)
+    if state is None and cell.trunk:  # a WSD fork's first start: continue from its trunk's fork step
+        state, start, meta = rec.restore_fork(progs.abstract_state)
     if state is None:
         with timer("compile"):  # the init program's first (and only) call
             state = init_fn(jax.random.PRNGKey(cell.seed))

@@ -73,7 +73,10 @@ def cmd_plan(args) -> int:
     p = sweep_mod.plan(sw, out_dir=args.out, settings=_settings(args))
     rows = list(p.rows)
     if args.format == "json":
-        print(json.dumps({"sweep": sw.name, "cells": rows, "warnings": list(p.warnings)}, indent=1, default=str))
+        doc = {"sweep": sw.name, "cells": rows, "warnings": list(p.warnings)}
+        if p.savings:
+            doc["savings"] = p.savings
+        print(json.dumps(doc, indent=1, default=str))
     elif args.format == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
@@ -82,10 +85,15 @@ def cmd_plan(args) -> int:
         sys.stdout.write(buf.getvalue())
     else:
         rate, src = sweep_mod.throughput_estimate(args.out, _settings(args))
-        print(_table(rows, PLAN_TEXT_COLS))
+        cols = PLAN_TEXT_COLS + (("fork_step", "flops_trained") if p.savings else ())
+        print(_table(rows, cols))
         est = sum(r["est_wall_s"] or 0 for r in rows) if rate else None
         print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention}); "
               f"estimated {_hms(est)} of compute at {rate or 0:.3g} FLOP/s ({src})")
+        if p.savings:
+            sv = p.savings
+            print(f"WSD forks: {sv['flops']:.3g} FLOPs planned vs {sv['flops_independent']:.3g} for the same horizons "
+                  f"as independent runs ({100 * sv['flops'] / sv['flops_independent']:.0f}%)")
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -184,7 +192,7 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     state.write_cells(out, p.cells, p.rows)
-    flops = {r["run_id"]: r["flops_achieved"] for r in p.rows}
+    flops = {r["run_id"]: r["flops_trained"] for r in p.rows}  # progress counts what cells themselves train
     total_f = sum(flops.values())
     n = len(p.cells)
     done0, f0, _ = progress(out, p.cells, flops, stale_s)

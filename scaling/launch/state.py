@@ -166,18 +166,40 @@ def cell_state(rdir: RunDir | str | os.PathLike, stale_s: float = DEFAULT_STALE_
     return "planned"
 
 
+def fork_dependency(out: str | os.PathLike, cell, stale_s: float = DEFAULT_STALE_S) -> str:
+    """Where a WSD fork stands on its trunk: ``ready`` | ``waiting`` | ``trunk_diverged`` | ``trunk_failed``.
+
+    ``ready``: the trunk has committed its checkpoint at the fork step (the trunk need not have
+    finished), or it finished without one (then training the fork reports the missing step).
+    ``waiting``: the trunk is planned or running and has not reached the fork step yet.
+    """
+    from scaling.checkpoint import has_step
+
+    trunk = run_dir(out, cell.trunk)
+    if has_step(trunk.checkpoints, cell.fork_step):
+        return "ready"
+    st = cell_state(trunk, stale_s=stale_s)
+    if st == "diverged":
+        return "trunk_diverged"
+    if st == "failed":
+        return "trunk_failed"
+    return "ready" if st == "done" else "waiting"
+
+
 def write_cells(out: str | os.PathLike, cells, rows) -> Path:
     """Write OUT/cells.jsonl and OUT/sweep.json atomically (what workers and status read).
 
-    Each cells.jsonl line carries the cell's planned FLOPs (``rows[i]["flops_achieved"]``), which
-    workers use to order their work (largest first, so a pool finishes evenly).
+    Each cells.jsonl line carries the FLOPs the cell itself trains (``flops_trained``, else
+    ``flops_achieved``), which workers use to order their work (largest first, so a pool
+    finishes evenly).
     """
     from scaling.config import to_dict
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    flops = {r["run_id"]: r.get("flops_achieved") for r in rows}
+    # what each cell itself trains (a WSD fork only its cooldown), for ordering and progress
+    flops = {r["run_id"]: r.get("flops_trained", r.get("flops_achieved")) for r in rows}
     tmp = out / f".cells.{uuid.uuid4().hex[:6]}"
     tmp.write_text("".join(json.dumps({"run_id": c.run_id, "flops": flops.get(c.run_id), "cell": to_dict(c)},
                                       sort_keys=True) + "\n" for c in cells))

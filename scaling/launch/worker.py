@@ -136,8 +136,8 @@ def run_worker(out: str | os.PathLike, index: int = 0, *, retry_failed: bool = T
     out = Path(out)
     settings = worker_settings(out, settings)
     lines = state.read_cell_lines(out)
-    # largest planned FLOPs first (ties and unknowns keep the file's order)
-    order = [ln["cell"] for ln in sorted(lines, key=lambda ln: -(ln["flops"] or 0.0))]
+    # WSD trunks before the forks that wait on them, then the largest FLOPs first (ties keep the file's order)
+    order = [ln["cell"] for ln in sorted(lines, key=lambda ln: (bool(ln["cell"].trunk), -(ln["flops"] or 0.0)))]
     if settings.multihost:
         return _run_lockstep(out, order, settings, train_fn)
     custom = train_fn is not None
@@ -156,6 +156,11 @@ def run_worker(out: str | os.PathLike, index: int = 0, *, retry_failed: bool = T
         return cell.run_id not in attempted and not (
             failed_at is not None and (not retry_failed or failed_at >= t_start))
 
+    def trunk_retried(fork) -> bool:
+        """Whether a failed trunk gets another attempt in this launch (it failed before it, retries on)."""
+        failed_at = state.run_dir(out, fork.trunk).failed_mtime()
+        return retry_failed and failed_at is not None and failed_at < t_start
+
     pending = list(order)
     # Keep going until every cell is finished, failed, or tried by us: cells locked by another
     # worker are revisited, so if that worker dies (stale lock) this one takes the cell over.
@@ -168,6 +173,12 @@ def run_worker(out: str | os.PathLike, index: int = 0, *, retry_failed: bool = T
                 continue
             if not may_try(cell, rdir):
                 continue
+            dep = state.fork_dependency(out, cell, settings.lock_stale_s) if cell.trunk else "ready"
+            if dep == "trunk_failed" and trunk_retried(cell):
+                dep = "waiting"  # this launch retries the trunk first
+            if dep == "waiting":  # a WSD fork whose trunk has not passed the fork step: other work first
+                waiting.append(cell)
+                continue
             lock = lock_of(rdir)
             if not lock.acquire():
                 waiting.append(cell)
@@ -177,7 +188,12 @@ def run_worker(out: str | os.PathLike, index: int = 0, *, retry_failed: bool = T
                 if rdir.is_finished():  # finished by someone else while we looked
                     counts["skipped"] += 1
                     continue
-                if n_stack > 1:
+                if dep in ("trunk_diverged", "trunk_failed"):
+                    attempted.add(cell.run_id)
+                    counts["failed" if dep == "trunk_failed" else "trained"] += 1
+                    _trunk_lost(out, cell, dep, index)
+                    continue
+                if n_stack > 1 and not cell.trunk:
                     group += _claim_companions(out, cell, order, n_stack - 1, may_try, lock_of)
                 if train is None:
                     train = resolve_train_fn(train_fn)
@@ -218,6 +234,24 @@ def run_worker(out: str | os.PathLike, index: int = 0, *, retry_failed: bool = T
     return counts
 
 
+def _trunk_lost(out: Path, fork, dep: str, index: int) -> None:
+    """A fork whose trunk will not reach its fork step: DIVERGED with the trunk, or FAILED (retried next launch)."""
+    rd = state.run_dir(out, fork.run_id)
+    trunk = state.run_dir(out, fork.trunk)
+    if dep == "trunk_diverged":
+        at = (trunk.read_summary() or {}).get("steps")
+        rd.write_cell(fork)
+        rd.finish({"run_id": fork.run_id, "state": "diverged", "steps": 0, "group": fork.group,
+                   "budget": fork.budget, "flops_convention": fork.flops_convention, "trunk": fork.trunk,
+                   "fork_step": fork.fork_step,
+                   "reason": f"trunk {fork.trunk} diverged at step {at}, before the fork step {fork.fork_step}"})
+        rd.log_attempt(event="diverged", worker=index, reason="trunk diverged")
+    else:
+        rd.write_failed(f"trunk {fork.trunk} failed before the fork step {fork.fork_step} (see its FAILED); "
+                        f"fix it and relaunch: the trunk is retried first, then this fork\n")
+        rd.log_attempt(event="failed", worker=index, reason="trunk failed")
+
+
 def _claim_companions(out: Path, cell, order, n: int, may_try, lock_of) -> list:
     """Lock (without waiting) up to ``n`` other unfinished cells stackable with ``cell``: ``[(cell, rdir, lock)]``.
 
@@ -231,7 +265,8 @@ def _claim_companions(out: Path, cell, order, n: int, may_try, lock_of) -> list:
         if len(got) >= n:
             break
         rd = state.run_dir(out, c.run_id)
-        if c.run_id == cell.run_id or stack_key(c) != key or rd.is_finished() or not may_try(c, rd):
+        if (c.run_id == cell.run_id or c.trunk or stack_key(c) != key or rd.is_finished()
+                or not may_try(c, rd)):
             continue
         lock = lock_of(rd)
         if not lock.acquire():
@@ -275,8 +310,15 @@ def _run_lockstep(out: Path, order, settings: Settings, train_fn) -> dict:
     todo = [c for c in order if not state.run_dir(out, c.run_id).is_finished()]
     train = resolve_train_fn(train_fn)
     kw = {} if train_fn is not None else {"settings": settings}
-    for cell in todo:
+    import jax
+
+    for cell in todo:  # trunks come before their forks in ``order``
         rdir = state.run_dir(out, cell.run_id)
+        dep = state.fork_dependency(out, cell, settings.lock_stale_s) if cell.trunk else "ready"
+        if dep in ("trunk_diverged", "trunk_failed"):
+            if jax.process_index() == 0:
+                _trunk_lost(out, cell, dep, 0)
+            continue
         rdir.path.mkdir(parents=True, exist_ok=True)
         train(cell, str(rdir.path), **kw)
     return {"trained": len(todo), "skipped": len(order) - len(todo), "failed": 0}
