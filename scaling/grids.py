@@ -335,9 +335,12 @@ class WSDFork:
                                       f"lengthen the horizon (at least {warmup + 2} batches of {tpb} tokens)")
                 starts.append(k)
             optim = dataclasses.replace(fork_optim, warmup_steps=warmup)
+            # The trunk's schedule is constant: the decay numbers do not touch it, so they keep the
+            # recipe's values and grids that differ only in their cooldowns share one trunk.
+            trunk_optim = dataclasses.replace(optim, schedule="constant", decay_frac=r.optim.decay_frac,
+                                              decay_shape=r.optim.decay_shape)
             trunk = pl.add(cfg, counts, fpt, max(starts), budget=None, group="wsd_trunk", label=f"{name}-trunk",
-                           target=target, optim=dataclasses.replace(optim, schedule="constant"),
-                           checkpoint_steps=tuple(sorted(set(starts))))
+                           target=target, optim=trunk_optim, checkpoint_steps=tuple(sorted(set(starts))))
             for t, h, k in zip(horizons, steps, starts):
                 pl.add(cfg, counts, fpt, h, budget=None, group="wsd_fork", label=f"{name}-D{_fmt_num(t)}-wsd",
                        target=target, optim=optim, trunk=trunk.run_id, fork_step=k)
