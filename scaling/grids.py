@@ -110,6 +110,17 @@ def _check_budgets(budgets) -> None:
             raise ConfigError(f"grid.budgets: {shown} is not a positive FLOP budget; use e.g. 1e14")
 
 
+def _check_horizons(grid) -> None:
+    """Sizes given, and exactly one non-empty list of positive horizons (``tokens`` or ``tokens_per_param``)."""
+    if not grid.sizes:
+        raise ConfigError("grid.sizes: empty; give at least one size (a parameter count or member name)")
+    if bool(grid.tokens) == bool(grid.tokens_per_param):
+        raise ConfigError("grid: give exactly one of tokens=(...) or tokens_per_param=(...), non-empty")
+    for t in grid.tokens + grid.tokens_per_param:
+        if not (isinstance(t, (int, float)) and t > 0):
+            raise ConfigError(f"grid token horizon {t!r}: must be positive")
+
+
 def _fmt_num(x: float) -> str:
     return f"{x:.2g}".replace("e+0", "e").replace("e+", "e")
 
@@ -129,13 +140,7 @@ class NxD:
     peak_lrs: tuple[float, ...] = ()  # non-empty: every (size, horizon) at each LR (an LR sweep)
 
     def validate(self) -> None:
-        if not self.sizes:
-            raise ConfigError("grid.sizes: empty; give at least one size (a parameter count or member name)")
-        if bool(self.tokens) == bool(self.tokens_per_param):
-            raise ConfigError("grid: give exactly one of tokens=(...) or tokens_per_param=(...), non-empty")
-        for t in self.tokens + self.tokens_per_param:
-            if not (isinstance(t, (int, float)) and t > 0):
-                raise ConfigError(f"grid token horizon {t!r}: must be positive")
+        _check_horizons(self)
         for lr in self.peak_lrs:
             if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
                 raise ConfigError(f"grid.peak_lrs: {lr!r} is not a positive learning rate")
@@ -297,13 +302,7 @@ class WSDFork:
     decay_shape: str = "linear"
 
     def validate(self) -> None:
-        if not self.sizes:
-            raise ConfigError("grid.sizes: empty; give at least one size (a parameter count or member name)")
-        if bool(self.tokens) == bool(self.tokens_per_param):
-            raise ConfigError("grid: give exactly one of tokens=(...) or tokens_per_param=(...), non-empty")
-        for t in self.tokens + self.tokens_per_param:
-            if not (isinstance(t, (int, float)) and t > 0):
-                raise ConfigError(f"grid token horizon {t!r}: must be positive")
+        _check_horizons(self)
         if not (isinstance(self.decay_frac, (int, float)) and 0 < self.decay_frac < 1):
             raise ConfigError(f"grid.decay_frac={self.decay_frac!r}: must be in (0, 1) (Hägele et al.: 0.2)")
         if self.decay_shape not in DECAY_SHAPES:
