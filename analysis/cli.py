@@ -114,9 +114,12 @@ def run_fit(args) -> int:
 
     try:
         df = load_table(args.table)
+        notes: list[str] = []
+        if "state" in df.columns and (df["state"] != "done").any():   # a sweep's results table
+            notes.append(f"excluded {int((df['state'] != 'done').sum())} run(s) whose state is not done")
+            df = df[df["state"] == "done"]
         law = resolve_law(args.law)
         cols = _columns(args, df)
-        notes: list[str] = []
         df = _near(df, args, cols, notes)
         approaches = (1, 2, 3) if args.approach == "all" else (int(args.approach),)
         extra = {"u_col": args.u_col} if args.u_col else {}

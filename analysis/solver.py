@@ -13,9 +13,10 @@ start), and scipy's L-BFGS-B with default tolerances stops early even on the sum
 * **Variable projection of the starts** (:func:`projected_starts`): when a law is a sum of
   basis functions with positive coefficients (Chinchilla: ``A N^-alpha + B D^-beta + E``),
   the coefficients of every start are replaced by the non-negative least-squares fit of the
-  linearised problem at that start's exponents, which is unique.  The result depends only
-  on the exponents, so starts that share them (Hoffmann's 4,500 starts are 36 exponent pairs
-  x 125 coefficient triples) are one and the same computation and are solved once.
+  linearised problem at that start's exponents (unique when the basis has full rank, and
+  a deterministic function of the exponents always).  The result depends only on the
+  exponents, so starts that share them (Hoffmann's 4,500 starts are 25 exponent pairs
+  x 180 coefficient triples) are one and the same computation and are solved once.
 * **Polish** (:func:`polish_optimum`): the best distinct optima are refined with scipy L-BFGS-B at
   tight tolerances and the law's bounds; the best of everything is returned, with a
   convergence report (gradient norm, iterations, how many starts reached the best value).
@@ -190,7 +191,7 @@ def projected_starts(law: Law, X0: np.ndarray, x, y, weights=None) -> tuple[np.n
 
     For each distinct exponent part of X0, the coefficients are the non-negative least
     squares solution of ``sum_k c_k basis_k / L_obs ~ 1`` (the first-order expansion of the
-    log residual), which is unique and independent of the start's own coefficients.  A zero
+    log residual), which does not depend on the start's own coefficients.  A zero
     coefficient is raised to 1e-4 of its term's typical size so that Newton can grow it.
     """
     from scipy.optimize import nnls

@@ -105,7 +105,10 @@ print(f"optimal with 25B unique tokens: {best['D'][0]:.3g} tokens, {best['epochs
     ("md", """### A law of your own
 Write the loss with numpy broadcasting (each parameter arrives as a column, one row per start;
 each input as a row), give bounds and a start grid, and every tool takes it. Here: Chinchilla's
-form with one exponent shared by N and D (4 parameters instead of 5)."""),
+form with one exponent shared by N and D (4 parameters instead of 5). Its frontier has no closed form
+here, so a is read numerically; with equal exponents it is 0.5 by construction, and its bootstrap
+interval has zero width for that reason (the form, not the data, fixes a): compare the objective
+with the 5-parameter law's instead."""),
     ("code", """def shared_exponent(p, x):
     return p["E"] + p["A"] / x["N"] ** p["alpha"] + p["B"] / x["D"] ** p["alpha"]
 
