@@ -37,7 +37,7 @@ setup(
     description="Scaling-law experiments: sweep grids of Flax decoders, a tidy results table, Chinchilla fits.",
     python_requires=">=3.11",
     packages=find_packages(include=["scaling", "scaling.*", "analysis", "analysis.*"]),
-    package_data={"analysis": ["notebooks/*.ipynb"]},
+    package_data={"analysis": ["notebooks/*.ipynb", "reference_data/*.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},

@@ -1,23 +1,40 @@
-"""analysis: fit Chinchilla-style scaling laws to any table of runs.
+"""analysis: fit scaling laws to any table of runs.
 
-Works on a pandas DataFrame with parameter, token (or FLOP) and loss columns whose names
-are arguments, so our sweep results and published data go through the same code:
+Works on a pandas DataFrame whose column names are arguments, so our sweep results and
+published data go through the same code:
 
+* :mod:`analysis.data`        input checks; any two of N, D, C; FLOPs conventions;
+* :mod:`analysis.vertices`    parabola vertex per group + power law (numpy only);
+* :mod:`analysis.laws`        loss laws (Chinchilla, Kaplan, user-defined) as objects;
+  :mod:`analysis.data_constrained` Muennighoff et al.'s law for repeated data;
+* :mod:`analysis.solver`      the multistart Huber solver every law goes through;
 * :mod:`analysis.approaches`  Approaches 1, 2 and 3 and the compute-optimal frontier;
-* :mod:`analysis.uncertainty` bootstrap intervals, identifiability, backtests;
-* :mod:`analysis.published`   published laws, model points and Chinchilla's tables;
-* :mod:`analysis.plots`       Figures 3/4-style plots (PNG + SVG);
-* :mod:`analysis.report`      fits.json / fits.md / plots in one call; ``scaling fit`` CLI.
+* :mod:`analysis.uncertainty` bootstrap and prediction intervals; :mod:`analysis.diagnostics`
+  identifiability and backtests;
+* :mod:`analysis.recipes`     ``analysis.compare``: recipe B against recipe A, compute-equivalent gain;
+* :mod:`analysis.published`   published laws, model points, tables and shipped data sets;
+* :mod:`analysis.plots`       figures (PNG + SVG); :mod:`analysis.report` fits.json / fits.md /
+  figures in one call; :mod:`analysis.cli` the ``scaling fit`` command.
 
-No JAX anywhere: the 4,500-start Approach 3 fit is a damped Newton method vectorised
-over starts in numpy (float64).
+No JAX anywhere.  Submodules load on first use (``import analysis.vertices`` pulls in
+numpy only), so planners can import the light parts without pandas or scipy.
 """
 
-from analysis.approaches import (Approach1Result, Approach2Result, Approach3Result, LawParams,
-                                 fit_approach1, fit_approach2, fit_approach3, fit_law,
-                                 hoffmann_grid, huber_objective)
-from analysis.data import bin_budgets, load_table, prepare
+import importlib
 
-__all__ = ["Approach1Result", "Approach2Result", "Approach3Result", "LawParams",
-           "fit_approach1", "fit_approach2", "fit_approach3", "fit_law", "hoffmann_grid",
-           "huber_objective", "bin_budgets", "load_table", "prepare"]
+_EXPORTS = {
+    "Approach1Result": "approaches", "Approach2Result": "approaches", "Approach3Result": "approaches",
+    "LawFit": "approaches", "fit_approach1": "approaches", "fit_approach2": "approaches",
+    "fit_approach3": "approaches", "fit_law": "approaches", "huber_objective": "approaches",
+    "LawParams": "laws", "Law": "laws", "hoffmann_grid": "laws",
+    "bin_budgets": "data", "load_table": "data", "prepare": "data",
+    "compare": "recipes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"analysis.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -1,67 +1,146 @@
 """``scaling fit``: Chinchilla Approaches 1-3 on a results table, from the shell.
 
-    scaling fit TABLE_OR_SWEEP_DIR [--approach 1|2|3|all] [--n-col C] [--d-col C]
-                [--c-col C] [--loss-col C] [--budget-col C] [--bootstrap K]
+    scaling fit TABLE_OR_SWEEP_DIR [--approach 1|2|3|all] [--law chinchilla|kaplan|data_constrained|MODULE:NAME]
+                [--n-col C] [--d-col C] [--c-col C] [--u-col C] [--flops-per-token-col C]
+                [--convention 6N|8N|K] [--loss-col C] [--budget-col C] [--near-optimum FRAC]
+                [--bootstrap K] [--target-c C] [--compare TABLE_B] [--labels A,B]
                 [--format text|json] [--plots DIR]
 
 TABLE_OR_SWEEP_DIR is a .csv/.parquet file or a sweep directory holding results.parquet
 (or results.csv).  Defaults match our results table (n_total, tokens, eval_loss, budget).
-With only ``--c-col`` (no ``--d-col``), tokens are D = C / (6 N).  JSON output has a key
-per approach (``approach3``: E, A, B, alpha, beta, objective, a, b, G; ``approach2`` and
-``approach1``: a, b), with intervals under ``ci`` inside each when ``--bootstrap K`` > 0.
-This module imports only numpy/pandas/scipy at call time: no JAX.
+Any two of N, D, C are enough: with only ``--c-col`` tokens are D = C / (6 N); with
+``--c-col`` and ``--d-col`` and no N column, N = C / (6 D) (``--convention`` or
+``--flops-per-token-col`` for other FLOP counts).  JSON output has a key per approach
+(``approach3``: the law's parameters, objective, a, b, convergence; ``approach2`` and
+``approach1``: a, b), with intervals under ``ci`` inside each (``--bootstrap K``, default
+200; 0 turns them off) and ``prediction`` (residual-bootstrap intervals at the largest
+budget and ``--target-c``).  ``--compare B`` adds the compute-equivalent gain of table B's
+recipe over this one.  No JAX.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
 
 def add_commands(subparsers) -> None:
     """Register ``fit`` on an argparse sub-parsers object."""
-    p = subparsers.add_parser("fit", help="fit Chinchilla Approaches 1-3 to a results table",
+    p = subparsers.add_parser("fit", help="fit scaling laws (Chinchilla Approaches 1-3) to a results table",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("table", metavar="TABLE_OR_SWEEP_DIR")
     p.add_argument("--approach", choices=("1", "2", "3", "all"), default="all")
-    p.add_argument("--n-col", default="n_total")
+    p.add_argument("--law", default="chinchilla", help="law of Approach 3: chinchilla, kaplan, "
+                   "data_constrained, a registered name, or MODULE:ATTR naming an analysis.laws.Law")
+    p.add_argument("--starts", default="full", choices=("full", "small"), help="Approach 3 start grid")
+    p.add_argument("--n-col", default=None, help="parameters column (default: n_total when the table has it)")
     p.add_argument("--d-col", default=None, help="tokens column (default: tokens, unless "
                    "--c-col is given alone, then D = C/(6N))")
-    p.add_argument("--c-col", default=None)
+    p.add_argument("--c-col", default=None, help="training FLOPs column")
+    p.add_argument("--u-col", default=None, help="unique tokens column (data_constrained law; "
+                   "default tokens_unique)")
+    p.add_argument("--flops-per-token-col", default=None, help="FLOPs per token column F: C = F D")
+    p.add_argument("--convention", default="6N", help="C = k N D factor: 6N (default), 8N or a number")
     p.add_argument("--loss-col", default="eval_loss")
     p.add_argument("--budget-col", default=None, help="IsoFLOP budget column (default: "
                    "budget if the table has it, else C binned into budgets)")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="K")
+    p.add_argument("--near-optimum", type=float, default=None, metavar="FRAC",
+                   help="keep only runs within FRAC (e.g. 0.05) of their budget's lowest loss")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="K")
+    p.add_argument("--target-c", type=float, default=None, help="extrapolation target in FLOPs "
+                   "(default: 100x the largest budget)")
+    p.add_argument("--compare", default=None, metavar="TABLE_B", help="a second table (same columns): "
+                   "report the compute-equivalent gain of its recipe over this one")
+    p.add_argument("--labels", default="A,B", help="names of the two recipes for --compare")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--plots", default=None, metavar="DIR")
     p.set_defaults(func=run_fit)
 
 
+def resolve_law(name: str):
+    """A law by name, or ``module:attr`` importing a user-defined analysis.laws.Law."""
+    from analysis import laws
+    from analysis.errors import ConfigError
+
+    if ":" in name:
+        mod, _, attr = name.partition(":")
+        try:
+            obj = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"--law: cannot import {name!r} ({e}); use MODULE:ATTR on PYTHONPATH") from None
+        return laws.get(obj)
+    return laws.get(name)
+
+
+def _columns(args, df) -> dict:
+    from analysis.errors import ConfigError
+
+    d_col = args.d_col
+    if d_col is None and args.c_col is None and args.flops_per_token_col is None:
+        d_col = "tokens"
+    n_col = args.n_col if args.n_col is not None else ("n_total" if "n_total" in df.columns else None)
+    budget_col = args.budget_col
+    if budget_col is None and "budget" in df.columns:
+        budget_col = "budget"
+    if args.bootstrap < 0:
+        raise ConfigError("--bootstrap: K must be >= 0")
+    conv = args.convention
+    try:
+        conv = float(conv)
+    except ValueError:
+        pass
+    return dict(n_col=n_col, d_col=d_col, c_col=args.c_col, loss_col=args.loss_col, budget_col=budget_col,
+                flops_per_token_col=args.flops_per_token_col, convention=conv)
+
+
+def _near(df, args, cols, warns):
+    if args.near_optimum is None:
+        return df
+    from analysis.data import near_optimum
+
+    key = cols["budget_col"] or cols["c_col"]
+    if key is None:
+        from analysis.errors import ConfigError
+        raise ConfigError("--near-optimum: needs --budget-col or --c-col to group runs by budget")
+    return near_optimum(df, budget_col=key, loss_col=cols["loss_col"], within=args.near_optimum, warnings=warns)
+
+
 def run_fit(args) -> int:
-    from analysis.data import ConfigError, load_table
-    from analysis.report import fit_all, make_plots, to_markdown
+    from analysis.data import load_table
+    from analysis.report import compare_section, fit_all, make_plots, to_markdown
 
     try:
         df = load_table(args.table)
-        d_col = args.d_col
-        if d_col is None and args.c_col is None:
-            d_col = "tokens"
-        budget_col = args.budget_col
-        if budget_col is None and "budget" in df.columns:
-            budget_col = "budget"
+        notes: list[str] = []
+        if "state" in df.columns and (df["state"] != "done").any():   # a sweep's results table
+            notes.append(f"excluded {int((df['state'] != 'done').sum())} run(s) whose state is not done")
+            df = df[df["state"] == "done"]
+        law = resolve_law(args.law)
+        cols = _columns(args, df)
+        df = _near(df, args, cols, notes)
         approaches = (1, 2, 3) if args.approach == "all" else (int(args.approach),)
-        if args.bootstrap < 0:
-            raise ConfigError("--bootstrap: K must be >= 0")
-        summary, objs = fit_all(df, n_col=args.n_col, d_col=d_col, c_col=args.c_col,
-                                loss_col=args.loss_col, budget_col=budget_col,
-                                approaches=approaches, bootstrap=args.bootstrap, seed=args.seed)
+        extra = {"u_col": args.u_col} if args.u_col else {}
+        summary, objs = fit_all(df, **cols, approaches=approaches, bootstrap=args.bootstrap, seed=args.seed,
+                                law=law, target_c=args.target_c, starts=args.starts, **extra)
+        summary["warnings"] = notes + summary["warnings"]
+        if args.compare:
+            df_b = _near(load_table(args.compare), args, cols, notes)
+            labels = tuple(s.strip() for s in args.labels.split(","))
+            if len(labels) != 2:
+                from analysis.errors import ConfigError
+                raise ConfigError(f"--labels: give two names separated by a comma, got {args.labels!r}")
+            summary.update(compare_section(df, df_b, args.plots, labels=labels, law=law,
+                                           K=args.bootstrap or 200, seed=args.seed, **cols))
+            if "error" in summary["compare"]:
+                raise ValueError(summary["compare"]["error"])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.plots:
-        summary["plots"] = make_plots(objs, args.plots)
+        summary["plots"] = make_plots(objs, args.plots) + summary.pop("plots_compare", [])
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
@@ -71,7 +150,7 @@ def run_fit(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m analysis.cli fit ...``) until ``scaling fit`` is wired."""
+    """Stand-alone entry (``python -m analysis.cli fit ...``)."""
     parser = argparse.ArgumentParser(prog="scaling")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

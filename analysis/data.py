@@ -1,98 +1,162 @@
-"""Input checking: turn any DataFrame into clean float64 arrays, loudly.
+"""Input checking: turn any DataFrame into clean float64 columns, loudly.
 
 Every fit in :mod:`analysis` starts here.  The caller names the columns (our results table
 calls them ``n_total``, ``tokens``, ``eval_loss``, ``budget``; Epoch's reconstruction calls
 them ``Model Size``, ``Training FLOP``, ``loss``), and :func:`prepare` returns a small frame
-with the canonical columns ``N``, ``D``, ``C``, ``loss`` and ``budget``.
+with the canonical columns ``N``, ``D``, ``C``, ``loss``, ``budget`` (and ``U``, unique
+tokens, when asked for).
 
 Rules, so that no fit is silently nonsense:
 
-* a named column that is missing -> :class:`ConfigError` (a ``ValueError``) naming it;
+* any two of N, D, C are enough: the third follows from ``C = k N D`` (``k = 6`` for the
+  usual 6ND convention; ``convention="8N"`` or a number for others), or, with a per-row
+  FLOPs-per-token column F, from ``C = F D`` (and ``N = F / k`` when N is missing);
+* a named column that is missing -> :class:`ConfigError` (a ``ValueError``) naming it and
+  listing the columns found; a column that is not numeric -> ConfigError naming it;
 * rows with NaN/inf in a used column (diverged runs, for example) are *excluded* and the
   exclusion is recorded in the returned warnings list;
-* non-positive N, D, C or loss -> :class:`ConfigError` naming the column (logs of them
-  are taken everywhere, so there is no sensible way to keep such a row);
-* when only ``c_col`` is given, tokens are derived with the usual ``D = C / (6 N)``.
+* non-positive N, D, C, U or loss -> ConfigError naming the column (logs of them are taken
+  everywhere, so there is no sensible way to keep such a row); U > D likewise.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-try:  # the shared one-line configuration error of the project
-    from scaling.config import ConfigError
-except Exception:  # pragma: no cover - analysis also works without the scaling package
-    class ConfigError(ValueError):
-        """A bad input; the message names the field and the fix."""
+from analysis.errors import ConfigError
+
+CONVENTIONS = {"6N": 6.0, "8N": 8.0}   # training FLOPs per parameter per token
 
 
-@dataclasses.dataclass(frozen=True)
-class Columns:
-    """Which columns of the caller's frame hold what."""
+def flops_factor(convention) -> float:
+    """k in C = k N D for a convention name ("6N", "8N") or a positive number."""
+    if isinstance(convention, str):
+        if convention not in CONVENTIONS:
+            raise ConfigError(f"convention: unknown {convention!r}; use one of "
+                              f"{', '.join(CONVENTIONS)}, a number k (C = k N D) or flops_per_token_col")
+        return CONVENTIONS[convention]
+    k = float(convention)
+    if not (math.isfinite(k) and k > 0):
+        raise ConfigError(f"convention: {convention!r} is not a positive FLOPs-per-parameter-token factor")
+    return k
 
-    n_col: str
-    loss_col: str
-    d_col: str | None = None
-    c_col: str | None = None
-    budget_col: str | None = None
+
+def _columns_found(df) -> str:
+    return ", ".join(map(str, df.columns))
 
 
-def prepare(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None = None,
-            c_col: str | None = None, budget_col: str | None = None,
-            warnings: list | None = None) -> pd.DataFrame:
-    """Validate ``df`` and return a frame with columns N, D, C, loss, budget (float64).
+def prepare(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
+            d_col: str | None = None, c_col: str | None = None, budget_col: str | None = None,
+            u_col: str | None = None, flops_per_token_col: str | None = None,
+            convention="6N", warnings: list | None = None) -> pd.DataFrame:
+    """Validate ``df`` and return a frame with columns N, D, C, loss, budget (+ U), float64.
 
     ``budget`` is the caller's budget column when given, else NaN (approaches that need
-    budgets then group by :func:`bin_budgets` of C).  ``C`` is the caller's FLOPs column
-    when given, else ``6 N D``.  Excluded rows are reported by appending a line to
-    ``warnings``.
+    budgets then group by :func:`bin_budgets` of C).  Excluded rows are reported by
+    appending a line to ``warnings``.
     """
     if not isinstance(df, pd.DataFrame):
         raise ConfigError(f"data: expected a pandas DataFrame, got {type(df).__name__}")
-    if d_col is None and c_col is None:
-        raise ConfigError("d_col: give a tokens column (d_col) or a FLOPs column (c_col)")
     used = {"n_col": n_col, "loss_col": loss_col, "d_col": d_col, "c_col": c_col,
-            "budget_col": budget_col}
+            "budget_col": budget_col, "u_col": u_col, "flops_per_token_col": flops_per_token_col}
     for arg, col in used.items():
         if col is not None and col not in df.columns:
-            raise ConfigError(f"{arg}: column {col!r} not in table; available: "
-                              f"{', '.join(map(str, df.columns))}")
+            raise ConfigError(f"{arg}: column {col!r} not in table; columns found: {_columns_found(df)}")
+    have = {"N": n_col, "D": d_col, "C": c_col}
+    sizes = sum(v is not None for v in have.values()) + (flops_per_token_col is not None)
+    if sizes < 2:
+        given = ", ".join(f"{a}={c!r}" for a, c in used.items() if c is not None and a != "loss_col")
+        raise ConfigError(f"n_col/d_col/c_col: need two of parameters (n_col), tokens (d_col) and "
+                          f"FLOPs (c_col, or flops_per_token_col); got {given or 'none'}; columns "
+                          f"found: {_columns_found(df)}")
+    if n_col is None and d_col is None:
+        raise ConfigError("d_col: with only FLOPs columns, give a tokens column (d_col) or a "
+                          "parameter column (n_col)")
+    k = flops_factor(convention)
     warn = warnings if warnings is not None else []
     out = pd.DataFrame(index=df.index)
-    for name, col in (("N", n_col), ("loss", loss_col), ("D", d_col), ("C", c_col),
-                      ("budget", budget_col)):
+    named = (("N", n_col), ("loss", loss_col), ("D", d_col), ("C", c_col), ("budget", budget_col),
+             ("U", u_col), ("F", flops_per_token_col))
+    for name, col in named:
         if col is None:
             continue
         try:
             out[name] = pd.to_numeric(df[col], errors="raise").astype(np.float64)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{col}: column is not numeric ({e})") from None
-    # a missing budget is not a reason to drop a run (grid sweeps have none): only N, D, C, loss
-    core = [c for c in ("N", "loss", "D", "C") if c in out]
+            raise ConfigError(f"{col}: column is not numeric ({e}); fix or drop those rows") from None
+    # a missing budget is not a reason to drop a run (grid sweeps have none)
+    core = [c for c in ("N", "loss", "D", "C", "U", "F") if c in out]
     bad = ~np.isfinite(out[core].to_numpy(dtype=np.float64)).all(axis=1)
     if bad.any():
-        warn.append(f"excluded {int(bad.sum())} row(s) with NaN/inf in "
-                    f"{', '.join(c for c in (n_col, loss_col, d_col, c_col) if c)}")
+        cols = ", ".join(c for n, c in named if c and n in core)
+        warn.append(f"excluded {int(bad.sum())} row(s) with NaN/inf in {cols}")
         out = out[~bad]
-    for name, col in (("N", n_col), ("loss", loss_col), ("D", d_col), ("C", c_col),
-                      ("budget", budget_col)):
-        if col is not None and (out[name] <= 0).any():   # NaN budgets compare False: kept
-            k = int((out[name] <= 0).sum())
-            raise ConfigError(f"{col}: {k} non-positive value(s); scaling fits take logs, "
-                              f"drop or fix those rows")
-    if "D" not in out:
-        out["D"] = out["C"] / (6.0 * out["N"])
-    if "C" not in out:
-        out["C"] = 6.0 * out["N"] * out["D"]
-    if "budget" not in out:
-        out["budget"] = np.nan
     if len(out) == 0:
         raise ConfigError(f"{loss_col}: no usable rows left after excluding NaN/inf")
-    return out[["N", "D", "C", "loss", "budget"]].reset_index(drop=True)
+    for name, col in named:
+        if col is not None and (out[name] <= 0).any():   # NaN budgets compare False: kept
+            n_bad = int((out[name] <= 0).sum())
+            raise ConfigError(f"{col}: {n_bad} non-positive value(s); scaling fits take logs, "
+                              f"drop or fix those rows")
+    F = out["F"] if "F" in out else None
+    if "C" not in out:
+        out["C"] = F * out["D"] if F is not None and "D" in out else k * out["N"] * out["D"]
+    if "D" not in out:
+        out["D"] = out["C"] / F if F is not None else out["C"] / (k * out["N"])
+    if "N" not in out:
+        out["N"] = F / k if F is not None else out["C"] / (k * out["D"])
+    if "budget" not in out:
+        out["budget"] = np.nan
+    cols = ["N", "D", "C", "loss", "budget"]
+    if "U" in out:
+        over = out["U"] > out["D"] * (1 + 1e-9)
+        if over.any():
+            raise ConfigError(f"{u_col}: {int(over.sum())} row(s) with more unique tokens than tokens "
+                              f"seen ({d_col or 'D'}); unique tokens must be <= tokens")
+        cols.append("U")
+    return out[cols].reset_index(drop=True)
+
+
+def flops_per_param_token(frame: pd.DataFrame) -> float:
+    """The k of C = k N D that the prepared frame implies (median over rows; 6 for 6ND)."""
+    return float(np.median(frame["C"] / (frame["N"] * frame["D"])))
+
+
+def drop_groups(df: pd.DataFrame, *, group_col: str = "group", groups=("wsd_trunk",),
+                warnings: list | None = None) -> pd.DataFrame:
+    """``df`` without rows whose ``group_col`` is in ``groups`` (a WSD trunk's checkpoints
+    are mid-schedule, never a final loss); each exclusion is reported in ``warnings``."""
+    if not groups or group_col not in df.columns:
+        return df
+    m = df[group_col].isin(groups)
+    if m.any() and warnings is not None:
+        warnings.append(f"excluded {int(m.sum())} row(s) of group(s) {', '.join(groups)} from the fits "
+                        f"(not end-of-schedule losses)")
+    return df[~m]
+
+
+def near_optimum(df: pd.DataFrame, *, budget_col: str, loss_col: str, within: float = 0.05,
+                 warnings: list | None = None) -> pd.DataFrame:
+    """Rows whose loss is within ``within`` (relative) of their budget's lowest loss.
+
+    Published IsoFLOP scans often reach far from the optimum (large models trained for a
+    few hundred steps, with losses twice the minimum); those points are governed by
+    effects a compute-optimal law does not model, and they dominate any fit.  Dropped rows
+    are counted in ``warnings``.
+    """
+    for col in (budget_col, loss_col):
+        if col not in df.columns:
+            raise ConfigError(f"{col}: column not in table; columns found: {_columns_found(df)}")
+    best = df.groupby(budget_col)[loss_col].transform("min")
+    keep = df[loss_col] <= (1 + within) * best
+    if warnings is not None and (~keep).any():
+        warnings.append(f"kept {int(keep.sum())} of {len(df)} rows within {within:.0%} of their "
+                        f"budget's lowest {loss_col}")
+    return df[keep]
 
 
 def bin_budgets(C, *, gap_dex: float = 0.1) -> np.ndarray:
@@ -143,3 +207,7 @@ def load_table(path) -> pd.DataFrame:
     if p.suffix in (".csv", ".txt"):
         return pd.read_csv(p)
     raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p.name}: expected a .csv or .parquet file")
+
+
+__all__ = ["CONVENTIONS", "ConfigError", "bin_budgets", "budgets_of", "drop_groups",
+           "flops_factor", "flops_per_param_token", "load_table", "near_optimum", "prepare"]

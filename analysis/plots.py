@@ -2,8 +2,10 @@
 
 Each function takes fitted results (and optionally bootstrap samples), draws one figure
 and, given ``path`` without suffix, writes ``path.png`` and ``path.svg``; it returns the
-list of files written.  matplotlib is imported inside the functions so that importing
-:mod:`analysis` stays light.
+list of files written.  Every figure is drawn over the range the data cover (plus the
+extrapolation target when one is given): published models and Kaplan et al.'s line appear
+only when they fall inside that range, or when asked for.  matplotlib is imported inside
+the functions so that importing :mod:`analysis` stays light.
 """
 
 from __future__ import annotations
@@ -34,6 +36,24 @@ def _save(fig, path) -> list[str]:
     return out
 
 
+def _law(law):
+    from analysis.published import get_law
+
+    return get_law(law)
+
+
+def _law_title(law) -> str:
+    """The fitted law with its numbers, e.g. ``L = 1.82 + 478/N^0.347 + 2.14e3/D^0.367``."""
+    named = getattr(law, "named", None)
+    if named is None and hasattr(law, "E"):
+        named = {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta}
+    if named and {"E", "A", "B", "alpha", "beta"} <= set(named) and len(named) == 5:
+        return (f"L = {named['E']:.3g} + {named['A']:.3g}/N^{named['alpha']:.3f} + "
+                f"{named['B']:.3g}/D^{named['beta']:.3f}")
+    formula = getattr(getattr(law, "law", None), "formula", "")
+    return formula + ("  (" + ", ".join(f"{k}={v:.3g}" for k, v in named.items()) + ")" if named else "")
+
+
 def isoflop_curves(frame, fit2, path) -> list[str]:
     """Loss vs N per budget with the fitted parabolas and their minima (Fig. 3 left).
 
@@ -41,115 +61,227 @@ def isoflop_curves(frame, fit2, path) -> list[str]:
     with the budget column filled.
     """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(6.6, 4.6))
     cmap = plt.get_cmap("viridis")
     bud = fit2.budgets
     for i, p in enumerate(bud):
         c = cmap(i / max(len(bud) - 1, 1))
         g = frame[np.isclose(frame["budget"], p.budget, rtol=1e-9)]
-        ax.scatter(g["N"], g["loss"], s=14, color=c, alpha=0.8,
-                   label=f"{p.budget:.2g}" + ("" if p.included else " (excl.)"))
+        ax.scatter(g["N"], g["loss"], s=16, color=c, alpha=0.85,
+                   label=f"C = {p.budget:.2g}" + ("" if p.included else " (excluded)"))
         if np.isfinite(p.coef_n[0]):
             x = np.linspace(np.log(g["N"]).min(), np.log(g["N"]).max(), 100)
             ax.plot(np.exp(x), np.polyval(p.coef_n, x), color=c, lw=1,
                     ls="-" if p.included else ":")
         if p.included:
-            ax.scatter([p.n_opt], [p.loss_opt], marker="*", s=90, color=c, edgecolor="k", zorder=5)
+            ax.scatter([p.n_opt], [p.loss_opt], marker="*", s=110, color=c, edgecolor="k", zorder=5)
+    ax.scatter([], [], marker="*", s=110, color="w", edgecolor="k", label="parabola minimum")
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("loss")
-    ax.set_title("IsoFLOP curves, parabola fits and minima")
-    ax.legend(title="FLOPs", fontsize=7, ncol=2)
+    ax.set_ylabel("final loss")
+    ax.set_title(f"IsoFLOP curves: loss vs size at fixed compute (Approach 2, a = {fit2.a:.3f})")
+    ax.legend(title="budget (FLOPs)", fontsize=7, ncol=2)
     return _save(fig, path)
 
 
-def optimal_allocation(fits: dict, path, *, boot=None, C_range=(1e18, 1e26),
-                       kaplan: bool = True, minima=None) -> list[str]:
-    """N_opt(C) and D_opt(C) for each approach (``fits``: {1: res1, 2: res2, 3: res3}),
-    with bootstrap bands when ``boot`` is given, and Kaplan et al.'s N_opt line."""
+def optimal_allocation(fits: dict, path, *, boot=None, C_range=None, kaplan="auto", minima=None,
+                       frame=None, target_c=None) -> list[str]:
+    """N_opt(C) and D_opt(C) for each approach (``fits``: {1: res1, 2: res2, 3: res3}), with
+    the 95% bootstrap band of each when ``boot`` is given, the budgets the runs span shaded,
+    the runs and the IsoFLOP minima as points, and the extrapolation target marked."""
     from analysis.published import KAPLAN2020, MODELS
 
     plt = _plt()
-    C = np.logspace(np.log10(C_range[0]), np.log10(C_range[1]), 60)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    if C_range is None:
+        if frame is not None:
+            hi = max(frame["C"].max(), target_c or 0)
+            C_range = (frame["C"].min() / 3, hi * 3)
+        else:
+            C_range = (1e18, 1e26)
+    C = np.logspace(np.log10(C_range[0]), np.log10(C_range[1]), 80)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
+    names = {1: "Approach 1 (envelope)", 2: "Approach 2 (IsoFLOP minima)", 3: "Approach 3 (fitted law)"}
     for appr, res in sorted(fits.items()):
         if res is None:
             continue
-        fr = res.params if appr == 3 else res.frontier
+        fr = res if appr == 3 else res.frontier
         for ax, fn, q in ((axes[0], fr.n_opt, "n_opt"), (axes[1], fr.d_opt, "d_opt")):
-            ax.plot(C, fn(C), color=colors[appr], label=f"Approach {appr} (a={res.a:.3f})"
-                    if q == "n_opt" else f"Approach {appr} (b={res.b:.3f})")
+            ax.plot(C, fn(C), color=colors[appr], lw=1.6,
+                    label=f"{names[appr]}: {'a' if q == 'n_opt' else 'b'} = {res.a if q == 'n_opt' else res.b:.3f}")
             if boot is not None:
                 try:
                     lo_hi = np.array([boot.interval(appr, q, c) for c in C])
                     if np.isfinite(lo_hi).all():
-                        ax.fill_between(C, lo_hi[:, 0], lo_hi[:, 1], color=colors[appr], alpha=0.2)
+                        ax.fill_between(C, lo_hi[:, 0], lo_hi[:, 1], color=colors[appr], alpha=0.18, lw=0)
                 except ValueError:
                     pass
-    if kaplan:
-        axes[0].plot(C, KAPLAN2020.n_opt(C), "k--", lw=1, label="Kaplan et al. 2020 (a=0.73)")
-        axes[1].plot(C, KAPLAN2020.d_opt(C), "k--", lw=1, label="Kaplan et al. 2020 (b=0.27)")
-    if minima is not None:
-        axes[0].scatter(minima["budget"], minima["n_opt"], color="tab:orange", s=15, zorder=5)
-        axes[1].scatter(minima["budget"], minima["d_opt"], color="tab:orange", s=15, zorder=5)
-    for name, (n, d) in MODELS.items():
-        axes[0].scatter([6 * n * d], [n], marker="x", color="gray")
-        axes[0].annotate(name, (6 * n * d, n), fontsize=7)
-    for ax, lab in zip(axes, ("parameters N_opt", "tokens D_opt")):
+    models = {k: v for k, v in MODELS.items() if C_range[0] <= 6 * v[0] * v[1] <= C_range[1]}
+    if kaplan is True or (kaplan == "auto" and models):
+        axes[0].plot(C, KAPLAN2020.n_opt(C), "k--", lw=1, label="Kaplan et al. 2020 (a = 0.73)")
+        axes[1].plot(C, KAPLAN2020.d_opt(C), "k--", lw=1, label="Kaplan et al. 2020 (b = 0.27)")
+    for name, (n, d) in models.items():
+        for ax, v in ((axes[0], n), (axes[1], d)):
+            ax.scatter([6 * n * d], [v], marker="x", color="gray")
+            ax.annotate(name, (6 * n * d, v), fontsize=7)
+    if frame is not None:
+        for ax, q in ((axes[0], "N"), (axes[1], "D")):
+            ax.axvspan(frame["C"].min(), frame["C"].max(), color="0.85", alpha=0.6, lw=0,
+                       label="budgets trained", zorder=0)
+            ax.scatter(frame["C"], frame[q], s=7, color="0.45", alpha=0.6, label="runs", zorder=2)
+    if minima is not None and len(minima):
+        axes[0].scatter(minima["budget"], minima["n_opt"], color="tab:orange", edgecolor="k", s=28, zorder=5,
+                        label="IsoFLOP minima")
+        axes[1].scatter(minima["budget"], minima["d_opt"], color="tab:orange", edgecolor="k", s=28, zorder=5,
+                        label="IsoFLOP minima")
+    if target_c:
+        for ax in axes:
+            ax.axvline(target_c, color="k", lw=0.8, ls=":", label=f"target C = {target_c:.3g}")
+    for ax, lab in zip(axes, ("compute-optimal parameters N_opt", "compute-optimal tokens D_opt")):
         ax.set_xscale("log"); ax.set_yscale("log")
         ax.set_xlabel("training FLOPs C"); ax.set_ylabel(lab); ax.legend(fontsize=7)
-    fig.suptitle("Compute-optimal allocation" + (" (95% bootstrap bands)" if boot else ""))
+    fig.suptitle("Compute-optimal allocation" + (f" with 95% bootstrap bands (K={boot.K})" if boot else ""))
     return _save(fig, path)
 
 
-def loss_contour(law, path, *, frame=None, N_range=(1e7, 1e12), D_range=(1e8, 1e13),
+def _ranges(p, frame, target_c, N_range, D_range):
+    if N_range is not None and D_range is not None:
+        return N_range, D_range
+    if frame is None:
+        return N_range or (1e7, 1e12), D_range or (1e8, 1e13)
+    n = [frame["N"].min(), frame["N"].max()]
+    d = [frame["D"].min(), frame["D"].max()]
+    if target_c:
+        n.append(float(p.n_opt(target_c)))
+        d.append(float(p.d_opt(target_c)))
+    return (min(n) / 3, max(n) * 3), (min(d) / 3, max(d) * 3)
+
+
+def loss_contour(law, path, *, frame=None, target_c=None, N_range=None, D_range=None,
                  models=None) -> list[str]:
-    """Contours of L(N, D) with the efficient frontier and published models (Fig. 4)."""
-    from analysis.published import MODELS, get_law
+    """Contours of the fitted L(N, D) over the runs (coloured by their measured loss on the
+    same scale), the efficient frontier, IsoFLOP lines through the trained budgets and the
+    target, and published models that fall inside the range (``models``: a dict to force)."""
+    from analysis.published import MODELS
 
     plt = _plt()
-    p = get_law(law)
-    models = MODELS if models is None else models
-    n = np.logspace(*np.log10(N_range), 200)
-    d = np.logspace(*np.log10(D_range), 200)
+    p = _law(law)
+    N_range, D_range = _ranges(p, frame, target_c, N_range, D_range)
+    n = np.logspace(*np.log10(N_range), 160)
+    d = np.logspace(*np.log10(D_range), 160)
     NN, DD = np.meshgrid(n, d)
-    LL = p.loss(NN, DD)
-    fig, ax = plt.subplots(figsize=(6.4, 5))
-    cs = ax.contourf(DD, NN, LL, levels=np.quantile(LL, np.linspace(0, 0.97, 25)), cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="predicted loss")
-    C = np.logspace(np.log10(6 * N_range[0] * D_range[0]), np.log10(6 * N_range[1] * D_range[1]), 100)
+    LL = np.asarray(p.loss(NN.ravel(), DD.ravel())).reshape(NN.shape)
+    lo = LL.min()
+    hi = np.quantile(LL, 0.95)
+    if frame is not None:
+        lo, hi = min(lo, frame["loss"].min()), max(min(hi, frame["loss"].max() * 1.05), frame["loss"].max())
+    levels = np.linspace(lo, hi, 22)
+    fig, ax = plt.subplots(figsize=(7.2, 5.6))
+    cs = ax.contourf(DD, NN, np.clip(LL, lo, hi), levels=levels, cmap="viridis_r", extend="neither")
+    cb = fig.colorbar(cs, ax=ax, label="loss (background: the law; dots: measured runs)", format="%.3g")
+    cb.set_ticks(levels[::3])
+    k = getattr(p, "k", 6.0)
+    C = np.logspace(np.log10(k * N_range[0] * D_range[0]), np.log10(k * N_range[1] * D_range[1]), 200)
     nf, df_ = p.n_opt(C), p.d_opt(C)
     keep = (nf >= N_range[0]) & (nf <= N_range[1]) & (df_ >= D_range[0]) & (df_ <= D_range[1])
-    ax.plot(df_[keep], nf[keep], "w-", lw=2, label="efficient frontier")
-    for Ciso in 10.0 ** np.arange(18, 27, 2):
-        dd = Ciso / (6 * n)
+    ax.plot(df_[keep], nf[keep], "w-", lw=2.2, label="efficient frontier (law)")
+    budgets = sorted(frame["budget"].unique()) if frame is not None else []
+    if len(budgets) > 6:   # a few IsoFLOP lines orient the reader; dozens hide the runs
+        budgets = [budgets[i] for i in np.unique(np.linspace(0, len(budgets) - 1, 6).round().astype(int))]
+    for Ciso in list(budgets) + ([target_c] if target_c else []):
+        dd = Ciso / (k * n)
         ok = (dd >= D_range[0]) & (dd <= D_range[1])
-        ax.plot(dd[ok], n[ok], color="w", lw=0.5, ls=":")
+        if ok.any():
+            ax.plot(dd[ok], n[ok], color="w", lw=0.7, ls=":")
+            j = np.flatnonzero(ok)[int(0.85 * ok.sum())]   # label near the line's upper-left end
+            ax.annotate(f"C={Ciso:.2g}", (dd[j], n[j]), fontsize=7, color="w", rotation=-38,
+                        textcoords="offset points", xytext=(3, 3))
     if frame is not None:
-        ax.scatter(frame["D"], frame["N"], s=5, color="k", alpha=0.4, label="runs")
-    for name, (nm, dm) in models.items():
-        ax.scatter([dm], [nm], marker="*", s=120, edgecolor="k", zorder=5, label=name)
+        ax.scatter(frame["D"], frame["N"], c=frame["loss"], cmap="viridis_r", vmin=lo, vmax=hi,
+                   s=28, edgecolor="k", lw=0.6, zorder=4, label="runs (colour = measured loss)")
+    if target_c:
+        tn, td = float(p.n_opt(target_c)), float(p.d_opt(target_c))
+        ax.scatter([td], [tn], marker="*", s=220, color="w", edgecolor="k", zorder=6,
+                   label=f"target C={target_c:.3g}: N_opt={tn:.3g}, D_opt={td:.3g}")
+    shown = MODELS if models is None else models
+    for name, (nm, dm) in shown.items():
+        inside = N_range[0] <= nm <= N_range[1] and D_range[0] <= dm <= D_range[1]
+        if inside or models is not None:
+            ax.scatter([dm], [nm], marker="P", s=90, color="tab:red", edgecolor="k", zorder=5)
+            ax.annotate(name, (dm, nm), fontsize=7, color="w", textcoords="offset points", xytext=(-10, -12),
+                        ha="right")
     ax.set_xscale("log"); ax.set_yscale("log")
+    ax.set_xlim(*D_range); ax.set_ylim(*N_range)
     ax.set_xlabel("tokens D"); ax.set_ylabel("parameters N")
-    ax.set_title("L(N, D) = E + A/N^alpha + B/D^beta")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(_law_title(law), fontsize=9)
+    ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
     return _save(fig, path)
 
 
 def residuals(frame, law, path) -> list[str]:
-    """log loss residuals of the Approach 3 law against N and against C."""
-    from analysis.published import get_law
+    """log loss residuals of the fitted law against N and against D, one colour per budget."""
+    plt = _plt()
+    p = _law(law)
+    pred = np.asarray(p.loss(frame["N"].to_numpy(), frame["D"].to_numpy()))
+    r = np.log(pred) - np.log(frame["loss"].to_numpy())
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.9), sharey=True, constrained_layout=True)
+    budgets = np.unique(frame["budget"])
+    cmap = plt.get_cmap("viridis")
+    for i, b in enumerate(budgets):
+        m = np.isclose(frame["budget"].to_numpy(), b, rtol=1e-9)
+        for ax, q in zip(axes, ("N", "D")):
+            ax.scatter(frame[q][m], r[m], s=14, color=cmap(i / max(len(budgets) - 1, 1)),
+                       label=f"C = {b:.2g}" if q == "N" else None)
+    for ax, lab in zip(axes, ("parameters N", "tokens D")):
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xscale("log"); ax.set_xlabel(lab)
+    axes[0].set_ylabel("log(predicted) - log(measured)")
+    if len(budgets) <= 12:
+        axes[0].legend(title="budget", fontsize=7, ncol=2)
+    rms = float(np.sqrt(np.mean(r ** 2)))
+    fig.suptitle(f"Residuals of the fitted law: RMS {rms:.3g} in log loss (about {100 * rms:.2g}% of the loss); "
+                 f"a pattern along N or D means the law's form does not fit", fontsize=9)
+    return _save(fig, path)
+
+
+def compare_gain(cmp, path) -> list[str]:
+    """Left: both recipes' compute-optimal loss frontiers and measured IsoFLOP minima.
+    Right: compute-equivalent gain of B over A with 95% bootstrap intervals."""
+    from analysis import recipes
 
     plt = _plt()
-    p = get_law(law)
-    r = np.log(p.loss(frame["N"].to_numpy(), frame["D"].to_numpy())) - np.log(frame["loss"].to_numpy())
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, x, lab in ((axes[0], frame["N"], "parameters N"), (axes[1], frame["C"], "FLOPs C")):
-        ax.scatter(x, r, s=8)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xscale("log"); ax.set_xlabel(lab); ax.set_ylabel("log(pred) - log(obs)")
-    fig.suptitle(f"Approach 3 residuals (RMS {np.sqrt(np.mean(r ** 2)):.3g})")
+    a, b = cmp.labels
+    t = cmp.table
+    C = np.logspace(np.log10(t["C"].min() / 2), np.log10(t["C"].max() * 2), 120)
+    fa, fb = cmp.fit_a, cmp.fit_b
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for fit, lab, col, m in ((fa, a, "tab:blue", cmp.minima_a), (fb, b, "tab:red", cmp.minima_b)):
+        axes[0].plot(C, fit.loss_opt(C), color=col, label=f"{lab}: law frontier")
+        if m is not None and len(m):
+            axes[0].scatter(m["budget"], m["loss_opt"], color=col, edgecolor="k", s=24, zorder=5,
+                            label=f"{lab}: IsoFLOP minima")
+    meas = t[t["kind"] == "measured"]
+    for ax in axes:
+        ax.axvspan(meas["C"].min(), meas["C"].max(), color="0.88", lw=0, zorder=0, label="budgets both trained")
+    axes[0].set_xscale("log"); axes[0].set_xlabel("training FLOPs C"); axes[0].set_ylabel("compute-optimal loss")
+    axes[0].legend(fontsize=7)
+    grid = np.logspace(np.log10(C.min()) - 3, np.log10(C.max()) + 3, 240)
+    la = recipes.frontier_losses(fa.law, np.array([fa.x]), C, fa.k)[0]
+    cb = recipes.frontier_inverse(fb, la, grid)
+    axes[1].plot(C, C / cb, color="k", lw=1.5, label="gain (point estimate)")
+    ok = np.isfinite(t["gain_lo"]) & np.isfinite(t["gain_hi"]) & np.isfinite(t["gain"])
+    axes[1].errorbar(t["C"][ok], t["gain"][ok], yerr=[t["gain"][ok] - t["gain_lo"][ok], t["gain_hi"][ok] - t["gain"][ok]],
+                     fmt="o", color="tab:purple", ms=4, capsize=3, label="95% bootstrap interval")
+    if "gain_measured" in t and np.isfinite(t["gain_measured"]).any():
+        axes[1].scatter(t["C"], t["gain_measured"], marker="s", color="tab:orange", s=20, zorder=5,
+                        label="from measured minima")
+    axes[1].axhline(1.0, color="gray", lw=0.8, ls="--")
+    axes[1].set_xscale("log"); axes[1].set_yscale("log")
+    axes[1].set_xlabel("training FLOPs C (of recipe A)")
+    axes[1].set_ylabel(f"compute-equivalent gain of {b}")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{b} vs {a}: compute {a} needs / compute {b} needs for the same loss (>1: {b} is cheaper)",
+                 fontsize=9)
     return _save(fig, path)
 
 

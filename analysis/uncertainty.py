@@ -1,4 +1,4 @@
-"""How much to believe a fit: bootstrap intervals, identifiability, and a backtest.
+"""How much to believe a fit: bootstrap intervals, prediction intervals, identifiability, backtest.
 
 Chinchilla's Approach 3 interval for a, [0.454, 0.455], is far narrower than ~400 noisy
 runs can support (Besiroglu et al. 2024 found about ±0.02).  This module makes the
@@ -8,15 +8,17 @@ honest version cheap:
   are known, so every IsoFLOP curve keeps its points) K times with a fixed seed, refits
   every approach on each resample and keeps the samples.  Approach 3 resamples are solved
   all at once: a resample is a row of multiplicity weights, so the batched Newton solver of
-  :mod:`analysis.approaches` runs (resample x start) rows in one go, each resample from a
-  few starts (the full-data optima plus random Hoffmann grid points).
+  :mod:`analysis.solver` runs (resample x start) rows in one go, each resample from a
+  few starts (the full-data optima plus random grid points).  Any law works.
 * :class:`BootstrapResult` turns samples into intervals for a, b, N_opt(C), D_opt(C),
   tokens per parameter and (Approach 3) the predicted loss at any C, and warns when an
   interval is implausibly narrow compared with the asymptotic standard error the same
   data imply.
-* :func:`identifiability` reports how well the design pins the law down: spans of log N
-  and log D, their correlation, the parameter correlation matrix and condition number.
-* :func:`backtest` fits on the smaller budgets and predicts the largest.
+* :func:`prediction_intervals` is the residual bootstrap: refits on the fitted curve plus
+  resampled residuals give the uncertainty of N_opt and of the compute-optimal loss at a
+  target C, and adding one more resampled residual gives the interval a single run trained
+  at that allocation would fall in (parameter uncertainty *and* run-to-run noise).
+* :mod:`analysis.diagnostics` (identifiability, backtest) is re-exported here.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ import numpy as np
 import pandas as pd
 
 from analysis import approaches as ap
-from analysis.data import ConfigError, budgets_of, prepare
+from analysis import laws as lw
+from analysis import solver
+from analysis.data import budgets_of, flops_per_param_token
+from analysis.diagnostics import (backtest, canon, canonical, identifiability, inputs_of,  # noqa: F401
+                                  law_covariance, law_se_a)
+from analysis.errors import ConfigError
 
-_CANON = dict(n_col="N", d_col="D", c_col="C", loss_col="loss", budget_col="budget")
-PARAMS3 = ("logA", "logB", "logE", "alpha", "beta")
+PARAMS3 = lw.CHINCHILLA.params
 
 
 def resample_counts(groups: np.ndarray, K: int, seed: int) -> np.ndarray:
@@ -47,14 +53,70 @@ def resample_counts(groups: np.ndarray, K: int, seed: int) -> np.ndarray:
     return counts
 
 
-def _canonical(df, **cols) -> pd.DataFrame:
-    """prepare() plus a filled budget column (binned C when the table has none)."""
-    frame = prepare(df, **cols)
-    return frame.assign(budget=budgets_of(frame))
-
-
 def _frame_from_counts(frame: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
     return frame.iloc[np.repeat(np.arange(len(frame)), counts.astype(int))].reset_index(drop=True)
+
+
+def law_samples(model: lw.Law, S: np.ndarray, quantity: str, C=None, k: float = 6.0,
+                c_ref: float = 1e21) -> np.ndarray:
+    """``quantity`` for every row of parameter samples S (K, P) of ``model``: a named
+    parameter, ``a``/``b``/``G`` or, at budget C, ``n_opt``/``d_opt``/``tokens_per_param``/``loss_opt``.
+    Laws without closed-form exponents get a and b as the local slopes of N_opt and D_opt
+    between ``c_ref`` and 10 ``c_ref``."""
+    S = np.asarray(S, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if model is lw.CHINCHILLA:   # closed forms, vectorised over samples
+            la, lb, le, al, be = S.T
+            A, B, E = np.exp(la), np.exp(lb), np.exp(le)
+            G = (al * A / (be * B)) ** (1.0 / (al + be))
+            a, b = be / (al + be), al / (al + be)
+            direct = {"E": E, "A": A, "B": B, "alpha": al, "beta": be, "G": G, "a": a, "b": b}
+            if quantity in direct:
+                return direct[quantity]
+            if C is None:
+                raise ConfigError(f"C: {quantity} needs a compute budget C")
+            n, d = G * (C / k) ** a, (C / k) ** b / G
+            table = {"n_opt": n, "d_opt": d, "tokens_per_param": d / n,
+                     "loss_opt": E + A / n ** al + B / d ** be}
+            if quantity not in table:
+                raise ConfigError(f"quantity: unknown {quantity!r}")
+            return table[quantity]
+        out = np.full(len(S), np.nan)
+        for i, t in enumerate(S):
+            if not np.isfinite(t).all():
+                continue
+            named = model.named(t)
+            if quantity in named:
+                out[i] = named[quantity]
+                continue
+            if quantity in ("a", "b"):
+                if model.exponents is not None:
+                    out[i] = model.exponents(t)[0 if quantity == "a" else 1]
+                else:
+                    nd = model.optimal(t, np.array([c_ref, 10 * c_ref]), k=k)[0 if quantity == "a" else 1]
+                    out[i] = math.log(nd[1] / nd[0]) / math.log(10)
+                continue
+            if C is None:
+                raise ConfigError(f"C: {quantity} needs a compute budget C for the {model.name} law")
+            n, d = (v[0] for v in model.optimal(t, np.array([C], dtype=np.float64), k=k))
+            kw = {"N": n, "D": d, **({"U": d} if "U" in model.inputs else {})}
+            table = {"n_opt": n, "d_opt": d, "tokens_per_param": d / n}
+            if quantity == "loss_opt":
+                out[i] = float(model.predict(t, **kw))
+            elif quantity in table:
+                out[i] = table[quantity]
+            else:
+                raise ConfigError(f"quantity: unknown {quantity!r} for the {model.name} law")
+        return out
+
+
+def percentile_interval(s: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    s = np.asarray(s, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return (float("nan"), float("nan"))
+    q = (1 - level) / 2
+    return (float(np.quantile(s, q)), float(np.quantile(s, 1 - q)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,22 +124,26 @@ class BootstrapResult:
     """Bootstrap samples of every approach (NaN rows where a resample could not be fitted).
 
     ``powerlaw[k]`` has columns a, b, n0, d0 (Approaches 1 and 2: N_opt = e^n0 C^a);
-    ``law`` has columns log A, log B, log E, alpha, beta (Approach 3).
+    ``law`` has one column per parameter of ``model`` (Approach 3; Chinchilla: log A,
+    log B, log E, alpha, beta).
     """
 
     K: int
     seed: int
     n_points: int
     powerlaw: dict            # {1: (K, 4) array, 2: (K, 4) array}
-    law: np.ndarray | None    # (K, 5) or None
+    law: np.ndarray | None    # (K, P) or None
     failures: dict            # approach -> number of failed resamples
     point: dict               # approach -> point estimate used for the narrow-interval check
     asymptotic_se: dict       # approach -> asymptotic SE of a (nan when unknown)
     errors: dict              # approach -> error message if the approach failed altogether
+    model: lw.Law = lw.CHINCHILLA
+    k: float = 6.0
+    c_ref: float = 1e21       # where laws without closed-form exponents read a and b
 
     def samples(self, approach: int, quantity: str, C=None) -> np.ndarray:
-        """Samples of ``quantity`` (a, b, n_opt, d_opt, tokens_per_param, loss_opt, E, A, B,
-        alpha, beta, G) for ``approach`` (1, 2 or 3); C for the C-dependent ones."""
+        """Samples of ``quantity`` (a, b, n_opt, d_opt, tokens_per_param, loss_opt, or a
+        parameter of the law) for ``approach`` (1, 2 or 3); C for the C-dependent ones."""
         if approach in (1, 2):
             s = self.powerlaw.get(approach)
             if s is None:
@@ -96,31 +162,11 @@ class BootstrapResult:
             return table[quantity]
         if approach != 3 or self.law is None:
             raise ConfigError(f"approach: approach {approach} was not bootstrapped")
-        la, lb, le, al, be = self.law.T
-        A, B, E = np.exp(la), np.exp(lb), np.exp(le)
-        with np.errstate(all="ignore"):
-            G = (al * A / (be * B)) ** (1.0 / (al + be))
-            a, b = be / (al + be), al / (al + be)
-            direct = {"E": E, "A": A, "B": B, "alpha": al, "beta": be, "G": G, "a": a, "b": b}
-            if quantity in direct:
-                return direct[quantity]
-            if C is None:
-                raise ConfigError(f"C: {quantity} needs a compute budget C")
-            n, d = G * (C / 6.0) ** a, (C / 6.0) ** b / G
-            table = {"n_opt": n, "d_opt": d, "tokens_per_param": d / n,
-                     "loss_opt": E + A / n ** al + B / d ** be}
-        if quantity not in table:
-            raise ConfigError(f"quantity: unknown {quantity!r}")
-        return table[quantity]
+        return law_samples(self.model, self.law, quantity, C, self.k, self.c_ref)
 
     def interval(self, approach: int, quantity: str, C=None, level: float = 0.95):
         """Percentile interval (lo, hi) over the successful resamples."""
-        s = self.samples(approach, quantity, C)
-        s = s[np.isfinite(s)]
-        if s.size == 0:
-            return (float("nan"), float("nan"))
-        q = (1 - level) / 2
-        return (float(np.quantile(s, q)), float(np.quantile(s, 1 - q)))
+        return percentile_interval(self.samples(approach, quantity, C), level)
 
     def se(self, approach: int, quantity: str, C=None) -> float:
         s = self.samples(approach, quantity, C)
@@ -136,7 +182,7 @@ class BootstrapResult:
         (too few runs, a stuck optimiser) rather than that a is known that well.
         """
         out = []
-        for appr in sorted(set(self.powerlaw) | ({3} if self.law is not None else set())):
+        for appr in self._approaches():
             lo, hi = self.interval(appr, "a")
             if not np.isfinite(lo):
                 continue
@@ -151,16 +197,19 @@ class BootstrapResult:
                            f"asymptotic 95% width {2 * 1.96 * se:.2g} for {self.n_points} points")
         return out
 
+    def _approaches(self) -> list[int]:
+        return sorted(set(self.powerlaw) | ({3} if self.law is not None else set()))
+
     def summary(self, Cs=(5.76e23,)) -> dict:
         """Intervals of every quantity per approach, at the budgets ``Cs``."""
         out: dict = {}
-        apprs = sorted(set(self.powerlaw) | ({3} if self.law is not None else set()))
-        for appr in apprs:
+        for appr in self._approaches():
             d: dict = {"failures": int(self.failures.get(appr, 0)), "K": self.K}
             for q in ("a", "b"):
                 d[q] = list(self.interval(appr, q))
             if appr == 3:
-                for q in ("E", "A", "B", "alpha", "beta", "G"):
+                named = self.model.named(np.nan_to_num(self.law[0]))
+                for q in list(named) + (["G"] if self.model is lw.CHINCHILLA else []):
                     d[q] = list(self.interval(appr, q))
             at = {}
             for C in Cs:
@@ -171,42 +220,49 @@ class BootstrapResult:
         return out
 
 
-def _law_se_a(fit: ap.Approach3Result, logN, logD, logL) -> float:
-    cov = law_covariance(fit, logN, logD, logL)
-    al, be = fit.alpha, fit.beta
-    grad = np.array([0, 0, 0, -be, al]) / (al + be) ** 2
-    v = grad @ cov @ grad
-    return float(math.sqrt(v)) if v >= 0 else float("nan")
+def law_starts(fit3: ap.LawFit, grid_starts: int, seed: int) -> np.ndarray:
+    """Starts for refits: the fit's distinct optima plus ``grid_starts`` random grid rows."""
+    starts = np.array([o[:-1] for o in fit3.local_optima[:4]])
+    model = fit3.law
+    if grid_starts and "full" in model.grid:
+        grid = model.starts("full")
+        rng = np.random.default_rng(seed + 1)
+        pick = grid[rng.choice(len(grid), min(grid_starts, len(grid)), replace=False)]
+        starts = np.concatenate([starts, pick])
+    return starts
 
 
-def law_covariance(fit: ap.Approach3Result, logN, logD, logL) -> np.ndarray:
-    """Gauss-Newton covariance s^2 (J^T J)^-1 of (log A, log B, log E, alpha, beta)."""
-    X = np.array(fit.x)[None]
-    x1, x2 = logN[None], logD[None]
-    lse, w1, w2 = ap._terms(X, x1, x2)
-    r = (lse - logL[None])[0]
-    w1, w2 = w1[0], w2[0]
-    J = np.stack([w1, w2, 1 - w1 - w2, -w1 * logN, -w2 * logD], axis=1)
-    n = len(r)
-    s2 = r @ r / max(n - 5, 1)
-    return s2 * np.linalg.pinv(J.T @ J)
+def refit_rows(fit3: ap.LawFit, x, Y, W, starts, delta) -> np.ndarray:
+    """Best row per resample: Y (K, n) log losses, W (K, n) weights (either may be (1, n))."""
+    K = max(Y.shape[0], 1 if W is None else W.shape[0])
+    S = len(starts)
+    X0 = np.tile(starts, (K, 1))
+    rep = lambda a: None if a is None else (np.repeat(a, S, axis=0) if a.shape[0] > 1 else a)  # noqa: E731
+    res = solver.newton_multistart(fit3.law, X0, x, rep(Y), delta=delta, weights=rep(W))
+    f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(K, S)
+    best = f.argmin(axis=1)
+    out = res.x.reshape(K, S, -1)[np.arange(K), best]
+    out[~np.isfinite(f.min(axis=1))] = np.nan
+    return out
 
 
-def bootstrap(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None = None,
-              c_col: str | None = None, budget_col: str | None = None, K: int = 200,
-              seed: int = 0, approaches=(1, 2, 3), fit3: ap.Approach3Result | None = None,
-              grid_starts: int = 4, stratify: bool = True, delta: float = ap.HUBER_DELTA,
-              approach2_kwargs: dict | None = None) -> BootstrapResult:
+def bootstrap(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
+              d_col: str | None = None, c_col: str | None = None, budget_col: str | None = None,
+              K: int = 200, seed: int = 0, approaches=(1, 2, 3), fit3: ap.LawFit | None = None,
+              law=None, grid_starts: int = 4, stratify: bool = True,
+              delta: float = solver.HUBER_DELTA, approach2_kwargs: dict | None = None,
+              **columns) -> BootstrapResult:
     """Seeded bootstrap over runs for the requested approaches.
 
-    ``fit3`` (the full-data Approach 3 fit) supplies the starts of every resample: its
-    distinct local optima plus ``grid_starts`` random points of Hoffmann's grid; without
-    it the 432-start grid is fitted first.
+    ``fit3`` (the full-data Approach 3 fit, any law) supplies the law and the starts of
+    every resample: its distinct local optima plus ``grid_starts`` random points of the
+    law's grid; without it ``law`` (default Chinchilla) is fitted on the small grid first.
     """
     if K < 2:
         raise ConfigError(f"bootstrap: K={K}; use K >= 2 resamples (e.g. 200)")
-    frame = _canonical(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
-                       budget_col=budget_col)
+    frame = canonical(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
+                      budget_col=budget_col, **columns)
+    cols = canon(frame)
     groups = budgets_of(frame) if stratify else np.zeros(len(frame))
     counts = resample_counts(groups, K, seed)
     pl, fails, point, se, errors = {}, {}, {}, {}, {}
@@ -215,8 +271,9 @@ def bootstrap(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None 
             continue
         fitter = ap.fit_approach1 if appr == 1 else ap.fit_approach2
         kw = dict(approach2_kwargs or {}) if appr == 2 else {}
+        c12 = {k: v for k, v in cols.items() if k != "u_col"}
         try:
-            full = fitter(frame, **_CANON, **kw)
+            full = fitter(frame, **c12, **kw)
         except ValueError as e:
             errors[appr] = str(e)
             continue
@@ -225,129 +282,63 @@ def bootstrap(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None 
         nf = 0
         for k in range(K):
             try:
-                r = fitter(_frame_from_counts(frame, counts[k]), **_CANON, **kw)
+                r = fitter(_frame_from_counts(frame, counts[k]), **c12, **kw)
                 out[k] = (r.a, r.b, r.frontier.n0, r.frontier.d0)
             except ValueError:
                 nf += 1
         pl[appr], fails[appr] = out, nf
-    law = None
+    samples, model = None, lw.get(law if fit3 is None else fit3.law)
     if 3 in approaches:
-        logN, logD, logL = (np.log(frame[c].to_numpy()) for c in ("N", "D", "loss"))
         try:
             if fit3 is None:
-                fit3 = ap.fit_law(logN, logD, logL, delta=delta, starts="small")
-            starts = np.array([o[:5] for o in fit3.local_optima[:4]])
-            rng = np.random.default_rng(seed + 1)
-            grid = ap.hoffmann_grid("full")
-            S = len(starts) + grid_starts
-            X0 = np.empty((K * S, 5))
-            for k in range(K):
-                X0[k * S:k * S + len(starts)] = starts
-                X0[k * S + len(starts):(k + 1) * S] = grid[rng.choice(len(grid), grid_starts,
-                                                                       replace=False)]
-            W = np.repeat(counts, S, axis=0)
-            res = ap.newton_multistart(X0, logN, logD, logL, delta=delta, weights=W)
-            f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(K, S)
-            best = f.argmin(axis=1)
-            law = res.x.reshape(K, S, 5)[np.arange(K), best]
-            bad = ~np.isfinite(f.min(axis=1))
-            law[bad] = np.nan
-            fails[3] = int(bad.sum())
+                fit3 = ap.fit_approach3(frame, **cols, law=model, starts="small", delta=delta)
+            starts = law_starts(fit3, grid_starts, seed)
+            y = np.log(frame["loss"].to_numpy())[None]
+            samples = refit_rows(fit3, inputs_of(frame), y, counts, starts, delta)
+            fails[3] = int((~np.isfinite(samples).all(axis=1)).sum())
             point[3] = fit3.a
-            se[3] = _law_se_a(fit3, logN, logD, logL)
+            se[3] = law_se_a(fit3, frame)
         except ValueError as e:
             errors[3] = str(e)
-    return BootstrapResult(K=K, seed=seed, n_points=len(frame), powerlaw=pl, law=law,
-                           failures=fails, point=point, asymptotic_se=se, errors=errors)
+    return BootstrapResult(K=K, seed=seed, n_points=len(frame), powerlaw=pl, law=samples,
+                           failures=fails, point=point, asymptotic_se=se, errors=errors,
+                           model=model, k=flops_per_param_token(frame),
+                           c_ref=fit3.c_ref if fit3 is not None else float(frame["C"].max()))
 
 
-def identifiability(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None = None,
-                    c_col: str | None = None, budget_col: str | None = None,
-                    fit3: ap.Approach3Result | None = None) -> dict:
-    """Design diagnostics: can these runs separate the N term from the D term?
+def prediction_intervals(df: pd.DataFrame, fit3: ap.LawFit, Cs, *, loss_col: str,
+                         n_col: str | None = None, d_col: str | None = None,
+                         c_col: str | None = None, budget_col: str | None = None, K: int = 200,
+                         seed: int = 0, level: float = 0.95, grid_starts: int = 2,
+                         delta: float = solver.HUBER_DELTA, **columns) -> dict:
+    """Residual bootstrap of ``fit3`` at target budgets ``Cs``.
 
-    Spans are in decades (log10 max/min).  A high |corr(log N, log D)| (IsoFLOP designs
-    trade N against D) or a large condition number means A, B, alpha and beta trade off
-    against each other: expect wide intervals on B and beta in particular.
+    Residuals ``r = log L_obs - log L_fit`` are resampled with replacement onto the fitted
+    curve and the law refitted, K times (seeded).  Per budget: ``n_opt``/``d_opt``/
+    ``loss_opt`` intervals from the refits (parameter uncertainty under the observed
+    noise) and ``loss_opt_pi``, the prediction interval of one run's measured loss at that
+    allocation (each refit's prediction times exp of one more resampled residual).
     """
-    frame = prepare(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
-                    budget_col=budget_col)
-    lN, lD = np.log(frame["N"].to_numpy()), np.log(frame["D"].to_numpy())
-    out = {"n_points": len(frame), "n_budgets": int(np.unique(budgets_of(frame)).size),
-           "span_log10_N": float((lN.max() - lN.min()) / math.log(10)),
-           "span_log10_D": float((lD.max() - lD.min()) / math.log(10)),
-           "corr_logN_logD": float(np.corrcoef(lN, lD)[0, 1]) if len(frame) > 2 else float("nan")}
-    if fit3 is not None:
-        cov = law_covariance(fit3, lN, lD, np.log(frame["loss"].to_numpy()))
-        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-        with np.errstate(all="ignore"):
-            corr = cov / np.outer(sd, sd)
-        ev = np.linalg.eigvalsh(cov)
-        out.update({"params": list(PARAMS3),
-                    "param_se_gauss_newton": sd.tolist(),
-                    "param_correlation": np.round(corr, 4).tolist(),
-                    "condition_number": float(ev.max() / ev.min()) if ev.min() > 0 else float("inf"),
-                    "condition_number_correlation": float(np.linalg.cond(corr))})
-    return out
-
-
-def backtest(df: pd.DataFrame, *, n_col: str, loss_col: str, d_col: str | None = None,
-             c_col: str | None = None, budget_col: str | None = None, starts="small",
-             approach2_kwargs: dict | None = None) -> dict:
-    """Fit on all but the largest budget, predict the largest.
-
-    Approach 3: the held-out runs' losses (mean absolute relative error, RMSE of log loss),
-    and the *compute-optimal loss* it predicts at the held-out budget, ``L(N_opt(C), D_opt(C))``,
-    against what that budget achieved: its parabola vertex (``loss_opt_rel_error``) and its
-    best run (``loss_best_rel_error``).  This is the number a researcher extrapolating a law
-    cares about: "how good will the next budget be".
-    Approaches 1 and 2: N_opt at the held-out budget against that budget's own parabola
-    vertex (relative error), when the held-out budget has an interior minimum.
-    """
-    frame = _canonical(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
-                       budget_col=budget_col)
-    b = frame["budget"].to_numpy()
-    ub = np.unique(b)
-    if ub.size < 3:
-        raise ConfigError(f"{budget_col or 'budget'}: backtest needs >= 3 budgets, found {ub.size}")
-    test_b = ub[-1]
-    train, test = frame[b < test_b], frame[b == test_b]
-    out: dict = {"held_out_budget": float(test_b), "n_train": len(train), "n_test": len(test)}
-    kw = dict(approach2_kwargs or {})
-    target = target_loss = None
-    try:
-        p_all = ap.fit_approach2(frame, **_CANON, **kw, min_budgets=1)
-        tb = [p for p in p_all.budgets if p.budget == test_b or abs(math.log(p.budget / test_b)) < 1e-9]
-        if tb and tb[0].included:
-            target, target_loss = tb[0].n_opt, tb[0].loss_opt
-    except ValueError:
-        pass
-    out["held_out_vertex_n_opt"] = target
-    out["held_out_vertex_loss"] = target_loss
-    out["held_out_best_loss"] = float(test["loss"].min())
-    try:
-        f3 = ap.fit_approach3(train, **_CANON, starts=starts)
-        pred = f3.params.loss(test["N"].to_numpy(), test["D"].to_numpy())
-        obs = test["loss"].to_numpy()
-        out["approach3"] = {
-            "mean_abs_rel_error": float(np.mean(np.abs(pred / obs - 1))),
-            "max_abs_rel_error": float(np.max(np.abs(pred / obs - 1))),
-            "rmse_log_loss": float(np.sqrt(np.mean((np.log(pred) - np.log(obs)) ** 2))),
-            "n_opt_pred": float(f3.params.n_opt(test_b)),
-            "loss_opt_pred": float(f3.params.loss_opt(test_b)),
-            "loss_best_rel_error": float(f3.params.loss_opt(test_b) / out["held_out_best_loss"] - 1)}
-        if target:
-            out["approach3"]["n_opt_rel_error"] = float(f3.params.n_opt(test_b) / target - 1)
-            out["approach3"]["loss_opt_rel_error"] = float(f3.params.loss_opt(test_b) / target_loss - 1)
-    except ValueError as e:
-        out["approach3"] = {"error": str(e)}
-    for appr, fitter in ((1, ap.fit_approach1), (2, ap.fit_approach2)):
-        try:
-            r = fitter(train, **_CANON, **(kw if appr == 2 else {}))
-            d = {"n_opt_pred": float(r.frontier.n_opt(test_b))}
-            if target:
-                d["n_opt_rel_error"] = float(r.frontier.n_opt(test_b) / target - 1)
-            out[f"approach{appr}"] = d
-        except ValueError as e:
-            out[f"approach{appr}"] = {"error": str(e)}
+    frame = canonical(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
+                      budget_col=budget_col, **columns)
+    x = inputs_of(frame)
+    y = np.log(frame["loss"].to_numpy())
+    theta = np.array(fit3.x)
+    fitted = fit3.law.log_loss(theta[None], x)[0]
+    resid = y - fitted
+    rng = np.random.default_rng(seed)
+    Y = fitted[None] + resid[rng.integers(0, len(resid), size=(K, len(resid)))]
+    samples = refit_rows(fit3, x, Y, None, law_starts(fit3, grid_starts, seed), delta)
+    noise = resid[rng.integers(0, len(resid), size=K)]
+    out = {"K": K, "level": level, "residual_sd": float(resid.std(ddof=min(len(resid) - 1, len(fit3.x)))),
+           "failures": int((~np.isfinite(samples).all(axis=1)).sum()), "at_C": {}}
+    for C in np.atleast_1d(Cs):
+        C = float(C)
+        lo = law_samples(fit3.law, samples, "loss_opt", C, fit3.k)
+        out["at_C"][f"{C:.4g}"] = {
+            "n_opt": float(fit3.n_opt(C)), "loss_opt": float(fit3.loss_opt(C)),
+            "n_opt_ci": list(percentile_interval(law_samples(fit3.law, samples, "n_opt", C, fit3.k), level)),
+            "d_opt_ci": list(percentile_interval(law_samples(fit3.law, samples, "d_opt", C, fit3.k), level)),
+            "loss_opt_ci": list(percentile_interval(lo, level)),
+            "loss_opt_pi": list(percentile_interval(lo * np.exp(noise), level))}
     return out

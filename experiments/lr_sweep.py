@@ -34,28 +34,22 @@ SWEEP = Sweep(
 
 
 def fit_lr_rule(results_csv: str) -> dict:
-    """Best LR per size (parabola in log LR, clipped to the swept range) and the power law through them."""
+    """Best LR per size (parabola in log LR through the lowest point and its neighbours,
+    clipped to them) and the power law through them (``analysis.vertices``)."""
     import numpy as np
     import pandas as pd
 
+    from analysis.vertices import vertex_power_law
+
     df = pd.read_csv(results_csv)
     df = df[df.state == "done"]
-    best = []
-    for n, g in df.groupby("n_total"):
-        g = g.sort_values("peak_lr")
-        x, y = np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy()
-        i = int(np.argmin(y))
-        if 0 < i < len(x) - 1:  # parabola through the best point and its neighbours
-            c = np.polyfit(x[i - 1:i + 2], y[i - 1:i + 2], 2)
-            xb = -c[1] / (2 * c[0]) if c[0] > 0 else x[i]
-            xb = float(np.clip(xb, x[i - 1], x[i + 1]))
-        else:
-            xb = float(x[i])
-        best.append((float(n), float(np.exp(xb)), g.eval_loss.round(4).tolist()))
-    ns = np.log([b[0] for b in best])
-    lrs = np.log([b[1] for b in best])
-    slope, icpt = np.polyfit(ns, lrs, 1) if len(best) > 1 else (0.0, lrs[0])
-    return {"best": best, "lr_exp": float(-slope), "lr_at_1e5": float(np.exp(icpt + slope * np.log(1e5)))}
+    groups = {float(n): (np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy())
+              for n, g in df.groupby("n_total")}
+    fit = vertex_power_law(groups, local=True, min_groups=1)
+    best = [(v.key, float(np.exp(v.x)), df[df.n_total == v.key].sort_values("peak_lr").eval_loss.round(4).tolist())
+            for v in fit.vertices]
+    return {"best": best, "lr_exp": float(-fit.slope),
+            "lr_at_1e5": float(np.exp(fit.intercept + fit.slope * np.log(1e5)))}
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def reference_data_dir() -> Path:
-    """Published scaling data (../shared/reference_data), located through SCALING_REFERENCE_DATA."""
-    d = Path(os.environ.get("SCALING_REFERENCE_DATA", REPO.parent / "shared" / "reference_data"))
-    assert d.is_dir(), f"reference data not found at {d}; set SCALING_REFERENCE_DATA"
-    return d
+    """Published scaling data shipped inside the package (analysis/reference_data, with provenance)."""
+    from analysis.published import REFERENCE_DIR
+
+    return REFERENCE_DIR

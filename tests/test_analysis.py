@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,13 +15,11 @@ from analysis import uncertainty as unc
 from analysis.data import bin_budgets, prepare
 from analysis.report import fit_all, write_report
 
-REPO = Path(__file__).resolve().parents[1]
-REF = Path(os.environ.get("SCALING_REFERENCE_DATA", REPO.parent / "shared" / "reference_data"))
 EPOCH = dict(n_col="Model Size", c_col="Training FLOP", loss_col="loss")
 
 
 def epoch_240() -> pd.DataFrame:
-    df = pd.read_csv(REF / "epoch_chinchilla_svg_extracted_data.csv")
+    df = pub.load("epoch_chinchilla")
     assert len(df) == 245
     return df.drop(df["loss"].nlargest(5).index).reset_index(drop=True)
 
@@ -270,7 +266,8 @@ def test_write_report_degenerate_records_errors(tmp_path):
     assert all("error" in s[f"approach{i}"] for i in (1, 2, 3))
 
 
-def _cli(argv):
+def run_cli(argv):
+    """Run `scaling fit ...` in-process through analysis.cli's parser; returns the exit code."""
     from analysis.cli import add_commands
     p = argparse.ArgumentParser(prog="scaling")
     add_commands(p.add_subparsers(dest="command", required=True))
@@ -282,7 +279,7 @@ def test_cli_fit_json_and_c_col(tmp_path, capsys):
     df = synthetic_isoflop(noise=0.003, seed=5)
     sweep = tmp_path / "sweep"; sweep.mkdir()
     df.to_csv(sweep / "results.csv", index=False)
-    rc = _cli(["fit", str(sweep), "--format", "json", "--bootstrap", "8",
+    rc = run_cli(["fit", str(sweep), "--format", "json", "--bootstrap", "8",
                "--plots", str(tmp_path / "plots")])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
@@ -293,10 +290,10 @@ def test_cli_fit_json_and_c_col(tmp_path, capsys):
     # only a FLOPs column: D = C / (6 N)
     df2 = df.assign(flops=6 * df["n_total"] * df["tokens"]).drop(columns=["tokens"])
     df2.to_csv(tmp_path / "t.csv", index=False)
-    rc = _cli(["fit", str(tmp_path / "t.csv"), "--c-col", "flops", "--approach", "2",
+    rc = run_cli(["fit", str(tmp_path / "t.csv"), "--c-col", "flops", "--approach", "2",
                "--format", "json"])
     out2 = json.loads(capsys.readouterr().out)
     assert rc == 0 and out2["approach2"]["a"] == pytest.approx(out["approach2"]["a"], rel=1e-6)
     assert "approach3" not in out2
-    rc = _cli(["fit", str(tmp_path / "t.csv"), "--loss-col", "nope", "--c-col", "flops"])
+    rc = run_cli(["fit", str(tmp_path / "t.csv"), "--loss-col", "nope", "--c-col", "flops"])
     assert rc == 2 and "nope" in capsys.readouterr().err

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REF = os.environ.get("SCALING_REFERENCE_DATA", str(REPO.parent / "shared" / "reference_data"))
 
 
 def _ensure_kernel():
@@ -23,7 +22,6 @@ def test_notebook_runs_end_to_end(monkeypatch):
     from nbclient import NotebookClient
 
     _ensure_kernel()
-    monkeypatch.setenv("SCALING_REFERENCE_DATA", REF)
     monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     nb = nbformat.read(REPO / "analysis" / "notebooks" / "chinchilla_replication.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
@@ -32,6 +30,11 @@ def test_notebook_runs_end_to_end(monkeypatch):
                       for o in c.get("outputs", []))
     assert "objective 1.0182" in outputs
     assert "Approach 2: a = " in outputs
+    assert "2.22564408899844" in outputs and "(README: 227B tokens" in outputs    # data-constrained law
+    assert "(numeric frontier)" in outputs                                       # a user-defined law
+    assert "Compute-equivalent gain" in "".join(str(o.get("data", {}).get("text/markdown", ""))
+                                                for c in nb.cells if c.cell_type == "code"
+                                                for o in c.get("outputs", []))
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []))
-    assert images >= 4
+    assert images >= 5

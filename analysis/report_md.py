@@ -1,0 +1,188 @@
+"""fits.md: the report summary (:func:`analysis.report.fit_all`) as Markdown a reader can scan.
+
+Tables, not JSON: the exponents with their bootstrap intervals, the compute-optimal
+allocation at the largest budget and at the extrapolation target (with intervals, and for
+Approach 3 the residual-bootstrap prediction interval of one run's loss), the fitted law's
+parameters, how the optimiser converged, the design's identifiability, the backtest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _num(v, fmt=".4g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _ci(c, fmt=".4g") -> str:
+    return f"[{c[0]:{fmt}}, {c[1]:{fmt}}]" if c and None not in c else ""
+
+
+def _table(header, rows) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def _exponents(summary) -> list[str]:
+    rows = []
+    for appr in (1, 2, 3):
+        d = summary.get(f"approach{appr}")
+        if d is None:
+            continue
+        if "error" in d:
+            rows.append((appr, "-", "-", f"error: {d['error']}"))
+            continue
+        note = ""
+        if appr == 2:
+            note = f"{sum(b['included'] for b in d['budgets'])}/{len(d['budgets'])} budgets included"
+        elif appr == 1:
+            note = f"{d['n_envelope_points']} runs on the envelope"
+        else:
+            note = f"{d.get('law', 'chinchilla')} law, objective {d['objective']:.6g}"
+        ci = d.get("ci", {})
+        rows.append((appr, f"{d['a']:.4f} {_ci(ci.get('a'), '.4f')}", f"{d['b']:.4f} {_ci(ci.get('b'), '.4f')}", note))
+    return _table(("approach", "a (N_opt ∝ C^a), 95% CI", "b (D_opt ∝ C^b), 95% CI", "notes"), rows) if rows else []
+
+
+def _allocation(summary) -> list[str]:
+    out = []
+    data = summary["data"]
+    pred = summary.get("prediction") or {}
+    for C_key in next((d.get("at_C", {}) for k in ("approach3", "approach2", "approach1")
+                       if "at_C" in (d := summary.get(k) or {})), {}):
+        C = float(C_key)
+        kind = ("largest budget trained" if abs(C / data["largest_budget"] - 1) < 1e-3 else
+                "extrapolation target" if abs(C / data["target_c"] - 1) < 1e-3 else "budget")
+        rows = []
+        for appr in (1, 2, 3):
+            d = summary.get(f"approach{appr}") or {}
+            if "at_C" not in d:
+                continue
+            v = d["at_C"][C_key]
+            ci = (d.get("ci", {}).get("at_C") or {}).get(C_key, {})
+            loss = "-"
+            if "loss_opt" in v:
+                p = (pred.get("at_C") or {}).get(C_key, {})
+                loss = f"{v['loss_opt']:.4f} {_ci(ci.get('loss_opt'), '.4f')}"
+                if p.get("loss_opt_pi"):
+                    loss += f"; one run: {_ci(p['loss_opt_pi'], '.4f')}"
+            rows.append((appr, f"{v['n_opt']:.4g} {_ci(ci.get('n_opt'))}", f"{v['d_opt']:.4g} {_ci(ci.get('d_opt'))}",
+                         f"{v['tokens_per_param']:.3g} {_ci(ci.get('tokens_per_param'), '.3g')}", loss))
+        out += ["", f"At C = {C:.4g} ({kind}):", ""]
+        out += _table(("approach", "N_opt", "D_opt", "tokens/param", "compute-optimal loss"), rows)
+    if out:
+        K = (summary.get("approach3", {}).get("ci") or summary.get("approach2", {}).get("ci") or {}).get("K")
+        head = ["", "## Compute-optimal allocation", "",
+                "Brackets: 95% bootstrap intervals " + (f"(K={K} resamples of the runs within budgets)" if K else
+                                                       "(none: run with bootstrap > 0)")
+                + (f"; 'one run': residual-bootstrap prediction interval of a single run's loss at that "
+                   f"allocation (K={pred['K']})" if pred.get("K") else "") + "."]
+        out = head + out
+    return out
+
+
+def _law(summary) -> list[str]:
+    d = summary.get("approach3") or {}
+    if "error" in d or "convergence" not in d:
+        return []
+    ci = d.get("ci", {})
+    skip = {"law", "objective", "a", "b", "n_points", "convergence", "at_C", "ci", "formula", "G"}
+    names = [k for k in d if k not in skip]
+    ident = summary.get("identifiability") or {}
+    se = dict(zip(ident.get("params", []), ident.get("param_se_gauss_newton", [])))
+    rows = [(k, f"{d[k]:.5g}", _ci(ci.get(k), ".4g") or "-") for k in names]
+    out = ["", f"## Approach 3: {d.get('formula', '')}", ""]
+    out += _table(("parameter", "value", "95% bootstrap CI"), rows)
+    if se:
+        out += ["", "Gauss-Newton standard errors in the solver's coordinates: "
+                + ", ".join(f"{k} {v:.3g}" for k, v in se.items()) + "."]
+    c = d["convergence"]
+    out += ["", "Convergence:", ""]
+    out += _table(("starts", "distinct problems solved", "starts at the best objective", "converged",
+                   "|gradient| at optimum", "iterations (best start)", "median iterations", "method"),
+                  [(c["n_starts"], c.get("n_distinct", c["n_starts"]), f"{c['n_at_best']} (rtol {c['rtol']:g})",
+                    c["n_converged"], f"{c['grad_norm']:.2g}", c["iterations"], f"{c['median_iterations']:.0f}",
+                    c["method"])])
+    return out
+
+
+def _identifiability(summary) -> list[str]:
+    d = summary.get("identifiability")
+    if not d:
+        return []
+    if "error" in d:
+        return ["", "## Identifiability", "", f"error: {d['error']}"]
+    out = ["", "## Identifiability", ""]
+    out += _table(("points", "budgets", "log10 span of N", "log10 span of D", "corr(log N, log D)"),
+                  [(d["n_points"], d["n_budgets"], f"{d['span_log10_N']:.2f}", f"{d['span_log10_D']:.2f}",
+                    _num(d["corr_logN_logD"], ".3f"))])
+    if "param_correlation" in d:
+        p = d["params"]
+        out += ["", "Parameter correlations (Gauss-Newton), condition number "
+                f"{d['condition_number']:.3g}:", ""]
+        out += _table([""] + p, [[p[i]] + [f"{v:+.3f}" for v in row] for i, row in enumerate(d["param_correlation"])])
+        tight = [(p[i], p[j], d["param_correlation"][i][j]) for i in range(len(p)) for j in range(i + 1, len(p))
+                 if abs(d["param_correlation"][i][j]) > 0.95]
+        if tight:
+            out += ["", "Strongly traded off (|corr| > 0.95): " + "; ".join(f"{a} and {b} ({c:+.3f})" for a, b, c in tight)
+                    + ". These parameters are not separately pinned down by this design; quantities that "
+                      "depend on their ratio (a, b, N_opt) can still be."]
+    return out
+
+
+def _backtest(summary) -> list[str]:
+    bt = summary.get("backtest") or {}
+    if "error" in bt:
+        return ["", "## Backtest: predict the largest budget", "", f"not run: {bt['error']}"]
+    a3 = bt.get("approach3") or {}
+    if "loss_opt_pred" not in a3:
+        return []
+    out = ["", "## Backtest: predict the largest budget", "",
+           f"Fitted on the budgets below {bt['held_out_budget']:.3g} ({bt['n_train']} runs), Approach 3 "
+           f"predicts a compute-optimal loss of {a3['loss_opt_pred']:.4f} at {bt['held_out_budget']:.3g}; "
+           + (f"that budget's parabola minimum is {bt['held_out_vertex_loss']:.4f} "
+              f"(error {100 * a3['loss_opt_rel_error']:+.2f}%), " if a3.get("loss_opt_rel_error") is not None else "")
+           + f"its best run {bt['held_out_best_loss']:.4f} (error {100 * a3['loss_best_rel_error']:+.2f}%). "
+           f"Held-out runs' losses: mean |relative error| {100 * a3['mean_abs_rel_error']:.2f}%.", ""]
+    rows = []
+    for appr in (1, 2, 3):
+        d = bt.get(f"approach{appr}") or {}
+        if "n_opt_pred" in d:
+            err = d.get("n_opt_rel_error")
+            rows.append((appr, f"{d['n_opt_pred']:.4g}", _num(bt.get("held_out_vertex_n_opt")),
+                         "-" if err is None else f"{100 * err:+.1f}%"))
+    return out + _table(("approach", "N_opt predicted", "N_opt measured (parabola)", "error"), rows)
+
+
+def to_markdown(summary: dict) -> str:
+    """A human-readable report of :func:`analysis.report.fit_all`'s summary."""
+    data = summary["data"]
+    rng = data.get("range", {})
+    L = ["# Scaling-law fits", "",
+         f"{data['n_points']} points, {data['n_budgets']} budget(s)"
+         + (f"; N {rng['N'][0]:.3g}-{rng['N'][1]:.3g}, D {rng['D'][0]:.3g}-{rng['D'][1]:.3g}, "
+            f"C {rng['C'][0]:.3g}-{rng['C'][1]:.3g} (C = {data['flops_per_param_token']:.3g} N D)" if rng else "")
+         + ".", ""]
+    L += _exponents(summary)
+    L += _allocation(summary)
+    L += _law(summary)
+    if summary.get("known_truth"):
+        t = summary["known_truth"]
+        L += ["", "## Known truth", "",
+              f"Fitted E = {t['E']:.4f} nats/token; the source's exact entropy rate is {t['entropy_rate']:.4f} "
+              f"({100 * t['rel_error']:+.2f}%)."]
+    if summary.get("allocation_md"):
+        L += ["", "## Allocation rules at equal compute", "", summary["allocation_md"]]
+    if summary.get("compare_md"):
+        L += ["", "## Recipe comparison", "", summary["compare_md"]]
+    elif (summary.get("compare") or {}).get("error"):
+        L += ["", "## Recipe comparison", "", f"error: {summary['compare']['error']}"]
+    L += _backtest(summary)
+    L += _identifiability(summary)
+    if summary.get("warnings"):
+        L += ["", "## Warnings and exclusions", ""] + [f"- {w}" for w in summary["warnings"]]
+    if summary.get("plots"):
+        L += ["", "## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})"
+                                       for p in summary["plots"] if p.endswith(".png")]
+    return "\n".join(L) + "\n"
