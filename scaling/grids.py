@@ -25,8 +25,6 @@ from scaling.config import ConfigError
 if TYPE_CHECKING:
     from scaling.sweep import Planner
 
-# Chinchilla's fitted law (Hoffmann et al. 2022, rounded): the default prior optimum.
-CHINCHILLA_LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 KAPLAN_EXPONENT = 0.73  # Kaplan et al. 2020: N_opt ∝ C^0.73
 
 
@@ -46,9 +44,10 @@ class Prior:
 
     @classmethod
     def chinchilla(cls) -> "Prior":
-        p = CHINCHILLA_LAW
-        G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1.0 / (p["alpha"] + p["beta"]))
-        return cls(G=G, a=p["beta"] / (p["alpha"] + p["beta"]))
+        """Hoffmann et al.'s fitted law, as printed (``analysis.published.CHINCHILLA_ROUNDED``)."""
+        from analysis.published import CHINCHILLA_ROUNDED
+
+        return cls(G=CHINCHILLA_ROUNDED.G, a=CHINCHILLA_ROUNDED.a)
 
     @classmethod
     def from_results(cls, path: str | os.PathLike, *, n_col: str = "n_non_embedding", loss_col: str = "eval_loss",
@@ -56,17 +55,18 @@ class Prior:
         """A prior fitted on finished smaller budgets (a results.csv of an earlier sweep).
 
         Per budget, a parabola in log N through (log N, loss) gives the IsoFLOP minimum; a line
-        through (log C, log N_opt) gives ``N_opt = G (C/6)^a``.  Needs >= 2 budgets with an
-        interior minimum; raises ConfigError otherwise.  Pure numpy (planning stays instant).
+        through (log C/6, log N_opt) gives ``N_opt = G (C/6)^a`` (:func:`analysis.vertices.vertex_power_law`).
+        Needs >= 2 budgets with an interior minimum; raises ConfigError otherwise.  Pure numpy
+        (planning stays instant).
         """
         import csv
 
-        import numpy as np
+        from analysis.vertices import vertex_power_law
 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"Prior.from_results({path!r}): no such file; point it at a sweep's results.csv")
-        groups: dict[float, list[tuple[float, float]]] = {}
+        groups: dict[float, tuple[list[float], list[float]]] = {}
         with open(p) as f:
             for row in csv.DictReader(f):
                 try:
@@ -76,21 +76,14 @@ class Prior:
                 except (KeyError, TypeError, ValueError):
                     continue
                 if max_budget is None or C <= max_budget:
-                    groups.setdefault(C, []).append((math.log(n), loss))
-        opt = []
-        for C, pts in sorted(groups.items()):
-            if len(pts) < 3:
-                continue
-            x, y = np.array(pts).T
-            c2, c1, _ = np.polyfit(x, y, 2)
-            xm = -c1 / (2 * c2) if c2 > 0 else None
-            if xm is not None and x.min() < xm < x.max():
-                opt.append((math.log(C / 6.0), xm))
-        if len(opt) < 2:
+                    xs, ys = groups.setdefault(C / 6.0, ([], []))
+                    xs.append(math.log(n))
+                    ys.append(loss)
+        fit = vertex_power_law(groups)
+        if len(fit.included) < 2:
             raise ConfigError(f"Prior.from_results({path!r}): fewer than 2 budgets with an interior IsoFLOP "
                               f"minimum; use Prior(tokens_per_param=...) instead")
-        a, logG = np.polyfit(*np.array(opt).T, 1)
-        return cls(G=float(math.exp(logG)), a=float(a))
+        return cls(G=float(math.exp(fit.intercept)), a=float(fit.slope))
 
     def n_opt(self, budget: float) -> float:
         if self.G is not None and self.a is not None:
