@@ -301,3 +301,28 @@ def allocation_comparison(table, path, rules=("chinchilla_rule", "kaplan_rule"))
     ax.set_title("Same budget, two allocations")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def wsd_forks(df, path, *, n_col: str, d_col: str, loss_col: str, group_col: str = "group", law=None) -> list[str]:
+    """Final eval loss vs training tokens per model size, one marker per WSD fork (each a cooled-down
+    branch of that size's one trunk), with the fitted law's curve per size when given."""
+    plt = _plt()
+    forks = df[df[group_col] == "wsd_fork"].sort_values(d_col)
+    sizes = sorted(forks[n_col].unique())
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    for i, n in enumerate(sizes):
+        g = forks[forks[n_col] == n]
+        color = cmap(i / max(len(sizes) - 1, 1))
+        ax.plot(g[d_col], g[loss_col], marker="o", ls="none", color=color, label=f"N = {n:,.0f}")
+        if law is not None:
+            d = np.geomspace(g[d_col].min() / 1.5, g[d_col].max() * 1.5, 60)
+            ax.plot(d, _law(law).loss(np.full_like(d, n), d), color=color, lw=1, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"training tokens D ({d_col}), one point per fork")
+    ax.set_ylabel(f"final eval loss ({loss_col})")
+    ax.set_title("WSD forks: one trunk per size, each horizon cooled down from it"
+                 + ("\nlines: fitted law" if law is not None else ""), fontsize=10)
+    ax.legend(fontsize=7, title="size (parameters)", title_fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)

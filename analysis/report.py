@@ -227,6 +227,8 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
     ``compare_to`` (a second table, same columns), ``compare``: the compute-equivalent gain
     of that table's recipe over this one (:func:`analysis.recipes.compare`, with figure).
     ``approaches=()`` skips the law fits, e.g. for a sweep that only compares allocations.
+    A table of WSD forks (group ``wsd_fork``) also gets ``wsd_forks.png``: loss vs tokens per
+    size, one marker per fork, with the fitted law's curves.
     """
     from analysis import allocation
 
@@ -249,6 +251,14 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
             summary["plots"] += plots_allocation(table, out_dir)
         except Exception as e:
             summary["allocation"] = {"error": f"{type(e).__name__}: {e}"}
+    if group_col in df and (df[group_col] == "wsd_fork").any() and n_col and d_col:
+        from analysis import plots
+
+        try:
+            summary["plots"] += plots.wsd_forks(df, out_dir / "wsd_forks", n_col=n_col, d_col=d_col, loss_col=loss_col,
+                                                group_col=group_col, law=objs.get(3))
+        except Exception as e:  # a figure must not lose the fits
+            summary["plots"].append(f"error: wsd_forks: {type(e).__name__}: {e}")
     if compare_to is not None:
         summary.update(compare_section(df, compare_to, out_dir, labels=compare_labels, law=law,
                                        K=bootstrap or 200, seed=seed, n_col=n_col, d_col=d_col,

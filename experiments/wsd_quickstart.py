@@ -1,9 +1,11 @@
 """The quickstart's law from WSD trunks and forked cooldowns, at under half the FLOPs.
 
-``scaling sweep experiments/wsd_quickstart.py --out runs/wsd_quickstart`` trains, for 5 of the
-quickstart's sizes, one warmup-stable trunk each and 8 forks per size: token horizons of 8 to
-128 tokens per parameter (the quickstart's compute-optimal ~60 in the middle), each a WSD run
-whose last 20% cools down from the trunk's checkpoint.  The data are an N x D grid with a
+``scaling sweep experiments/wsd_quickstart.py --out runs/wsd_quickstart`` trains, for 7 of the
+quickstart's sizes (10k-143k parameters), one warmup-stable trunk each and 6 forks per size:
+token horizons of 0.8M to 6.4M tokens, the range the quickstart's IsoFLOP runs cover (from
+6 to 600 tokens per parameter across the sizes, so small models see many tokens per
+parameter and large ones few, as on the IsoFLOP curves), each a WSD run whose last 20%
+cools down from the trunk's checkpoint.  The data are an N x D grid with a
 properly annealed final loss at every point, so Approaches 1 and 3 fit it directly; a
 cosine N x D grid of the same horizons would cost more than twice the FLOPs
 (``scaling plan experiments/wsd_quickstart.py`` prints the savings).
@@ -17,15 +19,15 @@ from quickstart import RECIPE, shape
 
 from scaling.sweep import Sweep, WSDFork
 
-SIZES = (20160, 33024, 48960, 67968, 90048)  # total parameters: quickstart shapes d24 ... d64 (2 layers)
+SIZES = (10368, 20160, 33024, 48960, 67968, 90048, 143424)  # total parameters: quickstart shapes d16 ... d80
 
 SWEEP = Sweep(
     name="wsd_quickstart",
     recipe=RECIPE,
-    grid=WSDFork(sizes=SIZES, tokens_per_param=(8, 16, 32, 48, 64, 80, 96, 128), decay_frac=0.2,
+    grid=WSDFork(sizes=SIZES, tokens=(8e5, 1.6e6, 2.4e6, 3.2e6, 4.8e6, 6.4e6), decay_frac=0.2,
                  decay_shape="linear"),
     family=shape,
     n_basis="total",
     analysis=(("approaches", (1, 3)),),
-    description="CPU: 5 sizes x 8 horizons from one WSD trunk per size (pystdlib bytes)",
+    description="CPU: 7 sizes x 6 horizons from one WSD trunk per size (pystdlib bytes)",
 )
