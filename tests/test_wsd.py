@@ -205,3 +205,14 @@ def test_fork_waits_while_its_trunk_has_not_reached_the_fork_step(tmp_path):
         lock.release()
     state.run_dir(tmp_path, fork.trunk).write_failed("boom")
     assert state.fork_dependency(tmp_path, fork) == "trunk_failed"
+
+
+def test_report_reads_the_fork_table_and_drops_trunks(swept, tmp_path):
+    from analysis.report import write_report
+    from scaling.results import build_table
+
+    root, sw, _ = swept
+    df = build_table(root / "sweep")
+    s = write_report(df, tmp_path / "report", **dict(sw.report_columns(), approaches=(), bootstrap=0))
+    assert any("wsd_trunk" in w for w in s["warnings"])  # the trunk row is not an end-of-schedule loss
+    assert (tmp_path / "report" / "wsd_forks.png").exists()
