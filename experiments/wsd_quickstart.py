@@ -25,7 +25,7 @@ SWEEP = Sweep(
     name="wsd_quickstart",
     recipe=RECIPE,
     grid=WSDFork(sizes=SIZES, tokens=(8e5, 1.6e6, 2.4e6, 3.2e6, 4.8e6, 6.4e6), decay_frac=0.2,
-                 decay_shape="1-sqrt"),
+                 decay_shape="linear"),
     family=shape,
     n_basis="total",
     analysis=(("approaches", (1, 3)),),
