@@ -7,36 +7,46 @@ The seam the trainer uses is three functions and one class::
     TokenSource.info / TokenSource.batch(step, batch_size, *, seed, process_index=0, process_count=1)
     check_budget(info: TaskInfo, tokens: int, repeat: bool) -> float
 
+plus :func:`prepare` (tokenize and cache without training: ``scaling prepare``).
+
 Tasks (``DataConfig.task``):
 
 * ``pystdlib`` - the interpreter's standard library (:mod:`scaling.data.pystdlib`), offline.
 * ``synthetic_markov`` - a Markov chain with an exact entropy rate (:mod:`.synthetic_markov`).
 * ``c4_en`` - TFDS ``c4/en:3.1.0`` with a SentencePiece model path (:mod:`.c4`); cloud only.
+* ``text`` - your own .txt / .jsonl(.gz|.zst) / .parquet files (:mod:`.text_source`, :mod:`.files`).
+* ``tfds:NAME[/CONFIG][:VERSION]`` - a TFDS dataset already prepared (:mod:`.text_tasks`).
+* ``seqio:NAME`` - any registered seqio Task or Mixture, its module imported first (:mod:`.seqio_source`).
 
-**Fast path.** ``open_source`` tokenizes a split once (the same vocabulary as the seqio
-task, so the same ids) into a hashed array file (:mod:`.cache`) and serves batches as
-windows of it.  Step ``s`` of epoch ``e`` reads rows ``perm_e[s*B : (s+1)*B]`` where
-``perm_e`` is a permutation of the epoch's ``seq_len`` rows seeded by ``(seed, e)`` and
-the rows start at a seeded offset, so every epoch sees differently cut windows.  A batch is
-therefore a pure function of (task, vocab, split, seed, step, process shard), computed in
-O(1) (no replay on resume).  Process ``p`` of ``P`` gets rows ``[p*B/P, (p+1)*B/P)`` of
-the global batch: the union over processes is the single-process batch.
+Vocabularies (``byte``, ``spN``, ``hf-bpe:N``, a ``tokenizer.json`` or ``.model`` path) are in
+:mod:`.vocab` and :mod:`.hf_vocab`.
 
-A warm ``open_source`` (cache present) does not import TensorFlow or seqio: it hashes
-the corpus manifest (memoised by file stats), loads the vocabulary with the sentencepiece
-library, and checks the cache's sha256 - typically 0.05-0.3 s.
+**Fast path.** ``open_source`` tokenizes a split once into the token store (:mod:`.store`:
+fixed-size memory-mapped shards plus a document index, built by :mod:`.build` with one
+tokenizer process per core) and serves batches as windows of it.  Step ``s`` of epoch ``e``
+reads rows ``perm_e[s*B : (s+1)*B]`` where ``perm_e`` is a permutation of the epoch's
+``seq_len`` rows seeded by ``(seed, e)`` and the rows start at a seeded offset, so every epoch
+sees differently cut windows.  A batch is therefore a pure function of (task, vocab, split,
+seed, step, process shard), computed in O(1) (no replay on resume).  Process ``p`` of ``P``
+gets rows ``[p*B/P, (p+1)*B/P)`` of the global batch: the union over processes is the
+single-process batch.
 
-**seqio.** The same tasks exist as seqio tasks (``pystdlib_byte``, ``pystdlib_sp1024``, ...,
+A warm ``open_source`` (cache present) does not import TensorFlow or seqio (except for
+``seqio:`` tasks): it fingerprints the corpus (memoised manifest hash / file stats), loads
+the vocabulary and checks the cache files' sizes and stamps.
+
+**seqio.** The built-in tasks exist as seqio tasks (``pystdlib_byte``, ``pystdlib_sp1024``, ...,
 ``synthetic_markov``, ``c4_en``), defined in :mod:`scaling.data.tasks`.  Importing
 ``seqio`` costs ~3.5 s (it imports TensorFlow), so ``import scaling.data`` registers them
 at once if ``seqio`` is already imported, and otherwise through a one-shot import hook the
-moment ``seqio`` is imported; nothing pays for seqio that does not use it.  :func:`scaling.data.features.seqio_dataset` gives the
-packed seqio stream (``DecoderFeatureConverter(pack=True)``).
+moment ``seqio`` is imported; nothing pays for seqio that does not use it.
+:func:`scaling.data.features.seqio_dataset` gives the packed seqio stream
+(``DecoderFeatureConverter(pack=True)``).
 
-**Bits per byte.** ``decoder_target_bytes`` holds the UTF-8 bytes behind each target
-token; EOS, pad and unk count 0 bytes (EOS is not text; its loss is still part of the
-loss).  ``bpb = sum(loss_nats) / ln 2 / sum(target_bytes)``.  Tasks without text
-(``synthetic_markov``) have ``has_bytes=False`` and zeros.
+**Bits per byte.** ``decoder_target_bytes`` holds the UTF-8 bytes behind each target token;
+EOS, pad and unk count 0 bytes (EOS is not text; its loss is still part of the loss).
+``bpb = sum(loss_nats) / ln 2 / sum(target_bytes)``, exact for every tokenizer
+(:mod:`.vocab`).  Tasks without text (``synthetic_markov``) have ``has_bytes=False`` and zeros.
 
 Data directory: ``DataConfig.data_dir``, else ``$SCALING_DATA_DIR``, else
 ``~/.cache/scaling/data``.

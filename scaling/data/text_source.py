@@ -127,9 +127,14 @@ def open_text(data, split: str, data_dir: str, *, workers: int | None = None, ba
     spec = TextSpec.from_options(data.options)
     files = F.list_files(list(spec.data), list(spec.validation_data))
     key = fingerprint(spec, files)
-    units = F.plan_units(files, txt_lines=spec.txt_lines, unit_bytes=unit_bytes)
+    plan: list = []
+
+    def units():  # planned only when something is built (a warm open reads no file)
+        if not plan:
+            plan.append(F.plan_units(files, txt_lines=spec.txt_lines, unit_bytes=unit_bytes))
+        return plan[0]
     vocab = V.get_vocab(data.vocab, data_dir=data_dir, task="text", corpus_hash=key,
-                        train_texts=lambda: sample_train_texts(spec, files, units))
+                        train_texts=lambda: sample_train_texts(spec, files, units()))
     tag = _vocab_tag(data, vocab)
     paths = {s: store.split_dir(data_dir, "text", tag, s, key, vocab.hash) for s in ("train", "validation")}
     got = None if force else store.load(paths[split])
@@ -137,7 +142,7 @@ def open_text(data, split: str, data_dir: str, *, workers: int | None = None, ba
         with store.build_lock(paths["train"]):
             got = None if force else store.load(paths[split], quiet=True)
             if got is None:
-                built = _build(spec, files, units, vocab, paths, key, data, data_dir, workers=workers,
+                built = _build(spec, files, units(), vocab, paths, key, data, data_dir, workers=workers,
                                backend=backend, ray_address=ray_address, progress=progress,
                                shard_tokens=shard_tokens)
                 got = built[split]

@@ -45,6 +45,12 @@ BYTE_VOCAB_SIZE = 259  # seqio.ByteVocabulary: 3 specials + 256 bytes
 
 _SP_RE = re.compile(r"^sp(\d+)$")
 _HF_RE = re.compile(r"^hf-bpe:(\d+)$")
+_TRAINED = (  # (kind, spec pattern, smallest size, why)
+    ("sp", _SP_RE, 300, "SentencePiece needs >= 300 pieces (256 byte-fallback pieces + specials); use e.g. "
+                        "sp512 or byte"),
+    ("hf-bpe", _HF_RE, 260, "a byte-level BPE needs >= 260 ids (256 bytes + pad, EOS and merges); use e.g. "
+                            "hf-bpe:4096"),
+)
 VOCAB_HELP = ("'byte', 'spN' (e.g. sp1024), 'hf-bpe:N' (e.g. hf-bpe:32000), a tokenizer.json path "
               "or a SentencePiece .model path")
 
@@ -54,20 +60,13 @@ def parse_vocab(spec: str) -> tuple[str, int | str]:
     ``x.json`` -> ('hf-file', path); ``x.model`` (or any path) -> ('file', path)."""
     if spec == "byte":
         return "byte", BYTE_VOCAB_SIZE
-    m = _SP_RE.match(spec or "")
-    if m:
-        n = int(m.group(1))
-        if n < 300:
-            raise ConfigError(f"data.vocab={spec!r}: SentencePiece needs >= 300 pieces "
-                              f"(256 byte-fallback pieces + specials); use e.g. sp512 or byte")
-        return "sp", n
-    m = _HF_RE.match(spec or "")
-    if m:
-        n = int(m.group(1))
-        if n < 260:
-            raise ConfigError(f"data.vocab={spec!r}: a byte-level BPE needs >= 260 ids (256 bytes + pad, "
-                              f"EOS and merges); use e.g. hf-bpe:4096")
-        return "hf-bpe", n
+    for kind, regex, least, why in _TRAINED:
+        m = regex.match(spec or "")
+        if m:
+            n = int(m.group(1))
+            if n < least:
+                raise ConfigError(f"data.vocab={spec!r}: {why}")
+            return kind, n
     if spec and spec.endswith(".json"):
         return "hf-file", spec
     if spec and (spec.endswith(".model") or "/" in spec):
