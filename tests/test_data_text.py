@@ -339,3 +339,16 @@ def test_ray_backend_same_cache(corpus, tmp_path):
     assert got.meta["backend"] == "ray" and got.meta["units"] > 2
     assert (np.asarray(got.tokens) == np.asarray(ref.tokens)).all()
     assert got.meta["corpus_hash"] == ref.info.corpus_hash
+
+
+def test_progress_line_reports_documents_mb_and_tokens_per_s():
+    import io
+    from scaling.data.build import Progress
+    buf = io.StringIO()
+    bar = Progress("prepare text (byte)", 2_000_000, stream=buf)
+    bar.update(docs=10, nbytes=1_000_000, tokens=900_000)
+    line = bar.line()
+    assert "10 docs" in line and "1.0/2.0 MB" in line and "900,000 tokens" in line and "M tok/s" in line
+    bar.printed = True
+    bar.done()
+    assert buf.getvalue().startswith("prepare text (byte): 10 docs")
