@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets==4.9.10",
     "seqio==0.0.20",
     "sentencepiece==0.2.3",
+    "tokenizers>=0.19",  # Hugging Face tokenizer.json files and the offline hf-bpe:N trainer (Rust, fast)
     "numpy",
     "scipy",
     "pandas",
@@ -29,7 +30,9 @@ EXTRAS = {
     "tpu": ["jax[tpu]==0.10.2"],
     "gpu": ["jax[cuda12]==0.10.2"],
 }
-EXTRAS["test"] = ["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
+EXTRAS["zstd"] = ["zstandard"]  # .jsonl.zst / .json.zst corpus files
+EXTRAS["test"] = (["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
+                  + EXTRAS["zstd"])
 
 setup(
     name="scaling",

@@ -80,8 +80,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--warmup", type=int, help="warmup steps")
     p.add_argument("--schedule", choices=("cosine", "wsd", "constant"))
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--task", help="data task: pystdlib | synthetic_markov | c4_en")
-    p.add_argument("--vocab", help="byte | spN (e.g. sp1024) | path to a SentencePiece .model")
+    p.add_argument("--task", help="data task: pystdlib | synthetic_markov | c4_en | text | tfds:NAME | seqio:NAME")
+    p.add_argument("--vocab", help="byte | spN (e.g. sp1024) | hf-bpe:N | path to a tokenizer.json or SentencePiece .model")
+    from scaling.data import cli as data_cli
+
+    data_cli.add_source_flags(p)
     p.add_argument("--repeat", action="store_true", default=None,
                    help="allow more tokens than the train split holds (epochs are logged)")
     p.add_argument("--seq-len", type=int)
@@ -109,6 +112,9 @@ def build_cell(args) -> Cell:
     data_kw = {k: v for k, v in (("task", args.task), ("vocab", args.vocab), ("repeat", args.repeat))
                if v is not None}
     data = dataclasses.replace(data, **data_kw)
+    from scaling.data import cli as data_cli
+
+    data = data_cli.apply_source_flags(data, args, base_task=base.data.task if base else None)
 
     shape_given = args.member or any(getattr(args, f) is not None for f in SHAPE_FLAGS)
     if base is not None and not shape_given:
@@ -202,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scaling.launch import commands as launch_commands
 
     launch_commands.add_commands(sub)
+    from scaling.data import cli as data_cli
+
+    data_cli.add_commands(sub)
     from analysis import cli as analysis_cli
 
     analysis_cli.add_commands(sub)

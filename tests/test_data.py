@@ -188,13 +188,24 @@ def test_corrupt_cache_is_rebuilt(env):
     src = D.open_source(cfg(env, "byte"), "validation", 16)
     ref = np.array(src.tokens)
     path = os.path.join(env["data_dir"], "cache", "pystdlib", "byte")
-    (d,) = [os.path.join(path, x) for x in os.listdir(path) if x.startswith("validation-")]
-    with open(os.path.join(d, "tokens.npy"), "r+b") as f:
+    (d,) = [os.path.join(path, x) for x in os.listdir(path) if x.startswith("validation-") and os.path.isdir(os.path.join(path, x))]
+    with open(os.path.join(d, "tokens-00000.bin"), "r+b") as f:
         f.seek(-10, 2)
         f.write(b"\xff\xff\xff\xff")
     with pytest.warns(RuntimeWarning, match="corrupt"):
         src2 = D.open_source(cfg(env, "byte"), "validation", 16)
     assert (np.asarray(src2.tokens) == ref).all()
+
+
+def test_segments_from_document_index_equal_eos_segments(env):
+    """Segments come from the document index; for text tasks they equal the EOS-derived ones."""
+    src = D.open_source(cfg(env, "sp512"), "train", 64)
+    for step in (0, 3, 999):
+        starts = src.row_starts(step, 16, seed=1)
+        rows = src.tokens.windows(starts, 64)
+        by_eos = features.window_features(rows, src.bytes_per_id, doc_eos=True)
+        by_index = src.batch(step, 16, seed=1)
+        assert all((by_eos[k] == by_index[k]).all() for k in by_eos)
 
 
 def test_warm_open_is_fast_and_tf_free(env):
@@ -260,13 +271,24 @@ def test_markov_deterministic_from_seed():
     assert np.allclose(flow, pi, atol=1e-10) and abs(pi.sum() - 1) < 1e-9
 
 
-def test_cache_write_keeps_a_valid_concurrent_result(tmp_path):
-    from scaling.data import cache
+def test_store_shards_windows_and_concurrent_publish(tmp_path):
+    from scaling.data import store
     p = str(tmp_path / "c" / "train-x-y")
-    a = np.arange(3, 100, dtype=np.uint16)
-    t1, m1 = cache.write(p, a, {"who": "first"})
-    t2, m2 = cache.write(p, a[::-1].copy(), {"who": "second"})  # loser of a race keeps the winner's
-    assert m2["who"] == "first" and (np.asarray(t2) == a).all()
-    tokens, meta = cache.load(p)
-    assert meta["sha256"] == m1["sha256"] and (np.asarray(tokens) == a).all()
-    assert cache.pack_documents([[5, 6], [7]]).tolist() == [5, 6, 1, 7, 1]
+    a = np.arange(3, 1000, dtype=np.uint16)
+    w = store.SplitWriter(p, np.uint16, shard_tokens=100)
+    w.add(a[:250], [100, 150])
+    w.add(a[250:], [a.size - 250])
+    s = w.commit({"who": "first"})
+    assert len(s.meta["shards"]) == 10 and s.meta["num_docs"] == 3 and (np.asarray(s.tokens) == a).all()
+    assert (s.tokens.windows(np.array([0, 95, 899]), 50) == a[np.array([0, 95, 899])[:, None] + np.arange(50)]).all()
+    assert np.asarray(s.doc_ends).tolist() == [100, 250, a.size]
+    w2 = store.SplitWriter(p, np.uint16, shard_tokens=100)
+    w2.add(a[::-1].copy(), [a.size])
+    os.makedirs(p, exist_ok=True)  # the publish target exists: a valid one is replaced by the new build
+    s2 = w2.commit({"who": "second"})
+    assert s2.meta["who"] == "second" and store.load(p).meta["who"] == "second"
+    bad = store.SplitWriter(p + "-bad", np.uint16)
+    bad.add(a, [10])
+    with pytest.raises(AssertionError, match="covers 10"):
+        bad.commit({})
+    assert not os.path.exists(p + "-bad")

@@ -64,3 +64,18 @@ def test_trained_model_does_not_beat_entropy_rate(tmp_path):
     unigram = -(p * np.log(np.where(p > 0, p, 1))).sum()
     print(f"unigram={unigram:.4f}")
     assert loss < H + 0.5 * (unigram - H), (loss, H, unigram)  # and it did learn the chain
+
+
+def test_tokenizer_larger_than_model_vocab_is_refused_before_compiling(tmp_path):
+    """A tokenizer whose size exceeds model.vocab_size: one-line ConfigError, no data read, no compile."""
+    train = pytest.importorskip("scaling.train")
+    from scaling.config import ConfigError
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "hello"}\n')
+    data = DataConfig(task="text", vocab="hf-bpe:512", data_dir=str(tmp_path / "dd"), options=(("data", str(corpus)),))
+    assert D.vocab_size(data) == 512
+    model = ModelConfig(vocab_size=259, seq_len=16, d_model=32, n_layers=1, n_heads=2, kv_size=16, ffw_size=64)
+    cell = Cell(model=model, tokens=16 * 8 * 2, batch_size=8, data=data)
+    with pytest.raises(ConfigError, match=r"model.vocab_size=259: .*'hf-bpe:512' has 512 tokens; set vocab_size >= 512"):
+        train.train(cell, tmp_path / "run")
+    assert not (tmp_path / "dd" / "cache").exists()

@@ -11,15 +11,12 @@ The fast path caches the first ``max_docs`` documents of each split (options
 10,000).  Streaming all of C4 through seqio (``scaling.data.features.seqio_dataset``) is
 available but has no O(1) resume.  Tests run on ``tfds.testing.mock_data``.
 
-Bytes per token for an external model come from its pieces; T5's model has a dummy
-prefix, so the first token of a document is counted one byte high (bpb slightly low,
-by ~1 byte per document).
+Bytes per token are exact: T5's model normalises text and adds a dummy prefix, so its
+pieces' lengths are not the text's bytes; the cache stores per-token byte counts taken from
+SentencePiece's offsets into the original text instead (:mod:`scaling.data.vocab`).
 """
 
 from __future__ import annotations
-
-import hashlib
-import os
 
 from scaling.config import ConfigError
 
@@ -48,29 +45,20 @@ def vocab_path(data) -> str:
 
 
 def iter_documents(split: str, tfds_data_dir: str | None, max_docs: int):
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-    tf.config.set_visible_devices([], "GPU")
-    b = tfds.builder(TFDS_NAME, data_dir=tfds_data_dir)
-    ds = b.as_dataset(split=split, shuffle_files=False).take(max_docs)
-    for ex in ds.as_numpy_iterator():
-        yield ex["text"].decode("utf-8")
+    from scaling.data.text_tasks import iter_tfds_documents
+    return iter_tfds_documents(TFDS_NAME, split, tfds_data_dir, "text", max_docs)
 
 
-def open_c4(data, split: str, data_dir: str):
-    from scaling.data import TaskInfo
+def open_c4(data, split: str, data_dir: str, **kw):
+    """C4 through the generic TFDS stream source, with this task's vocabulary and document caps."""
+    import dataclasses
+
     from scaling.data import vocab as V
-    from scaling.data.text_tasks import build_or_load
+    from scaling.data.text_tasks import open_tfds
     o = _opts(data)
     vocab = V.load_file_vocab(vocab_path(data))
-    tdir = o.get("tfds_data_dir") or os.environ.get("TFDS_DATA_DIR")
-    n = int(o.get(f"max_{split}_docs", 1_000_000 if split == "train" else 10_000))
-    corpus_hash = hashlib.sha256(f"{TFDS_NAME}|{split}|{n}|{tdir}".encode()).hexdigest()
-    tokens, meta = build_or_load(task="c4_en", split=split, data_dir=data_dir, corpus_hash=corpus_hash,
-                                 vocab=vocab, vocab_tag="file-" + vocab.hash[:12],
-                                 documents=lambda: iter_documents(split, tdir, n),
-                                 extra_meta={"tfds": TFDS_NAME, "max_docs": n})
-    info = TaskInfo(name="c4_en", split=split, vocab_size=vocab.size, num_tokens=int(meta["num_tokens"]),
-                    corpus_hash=corpus_hash, vocab_hash=vocab.hash, entropy_rate=None, has_bytes=True,
-                    num_docs=int(meta["num_docs"]), vocab=vocab.path)
-    return info, tokens, vocab
+    rest = tuple((k, v) for k, v in data.options if k != "vocab_path")
+    d = dataclasses.replace(data, options=rest)
+    return open_tfds(d, split, data_dir, name=TFDS_NAME, task_label="c4_en", vocab=vocab,
+                     defaults={"max_train_docs": 1_000_000, "max_validation_docs": 10_000,
+                               **{k: o[k] for k in ("tfds_data_dir",) if k in o}}, **kw)

@@ -24,23 +24,53 @@ import numpy as np
 EOS_ID = 1
 
 
-def window_features(rows: np.ndarray, bytes_per_id: np.ndarray | None, *, doc_eos: bool = True) -> dict:
-    """Features of a [B, L] array of target token rows (see module docstring)."""
+def doc_start_mask(doc_ends: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """[B, L] bool: True where a document starts inside row ``[s, s + L)`` (column 0 always).
+
+    ``doc_ends`` are the documents' exclusive end offsets (sorted), so document starts are the
+    ends of their predecessors; each row costs two binary searches.
+    """
+    starts = np.asarray(starts, np.int64)
+    B = starts.size
+    mask = np.zeros((B, length), bool)
+    mask[:, 0] = True
+    lo = np.searchsorted(doc_ends, starts, side="right")
+    hi = np.searchsorted(doc_ends, starts + length, side="left")
+    n = np.maximum(hi - lo, 0)
+    if n.sum():
+        rows = np.repeat(np.arange(B), n)
+        first = np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+        cols = np.asarray(doc_ends[first], np.int64) - starts[rows]
+        mask[rows, cols] = True
+    return mask
+
+
+def window_features(rows: np.ndarray, bytes_per_id: np.ndarray | None, *, doc_eos: bool = True,
+                    segment_starts: np.ndarray | None = None, target_bytes: np.ndarray | None = None) -> dict:
+    """Features of a [B, L] array of target token rows (see module docstring).
+
+    Segments start where ``segment_starts`` is True (the document index), else after each EOS
+    when ``doc_eos``, else only at column 0.  Target bytes come from ``target_bytes`` (per-token
+    counts), else the ``bytes_per_id`` table, else zeros.
+    """
     t = rows.astype(np.int32, copy=False)
     B, L = t.shape
-    if doc_eos:
-        start = np.zeros((B, L), bool)
-        start[:, 1:] = t[:, :-1] == EOS_ID
+    idx = np.broadcast_to(np.arange(L, dtype=np.int32), (B, L))
+    if segment_starts is not None or doc_eos:
+        if segment_starts is not None:
+            start = np.asarray(segment_starts, bool).copy()
+        else:
+            start = np.zeros((B, L), bool)
+            start[:, 1:] = t[:, :-1] == EOS_ID
         start[:, 0] = True
         seg = np.cumsum(start, axis=1, dtype=np.int32)
-        idx = np.broadcast_to(np.arange(L, dtype=np.int32), (B, L))
         seg_start = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
         pos = (idx - seg_start).astype(np.int32)
     else:
         start = np.zeros((B, L), bool)
         start[:, 0] = True
         seg = np.ones((B, L), np.int32)
-        pos = np.broadcast_to(np.arange(L, dtype=np.int32), (B, L)).copy()
+        pos = idx.copy()
     inp = np.empty_like(t)
     inp[:, 0] = 0
     inp[:, 1:] = t[:, :-1]
@@ -52,7 +82,9 @@ def window_features(rows: np.ndarray, bytes_per_id: np.ndarray | None, *, doc_eo
         "decoder_positions": pos,
         "decoder_loss_weights": (t != 0).astype(np.float32),
     }
-    if bytes_per_id is not None:
+    if target_bytes is not None:
+        out["decoder_target_bytes"] = np.asarray(target_bytes).astype(np.int32)
+    elif bytes_per_id is not None:
         out["decoder_target_bytes"] = bytes_per_id[t]
     else:
         out["decoder_target_bytes"] = np.zeros((B, L), np.int32)

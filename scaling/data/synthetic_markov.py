@@ -143,24 +143,27 @@ def sample(spec: MarkovSpec, n_tokens: int, stream_seed: int, P: np.ndarray | No
 
 
 def open_cached(data, split: str, data_dir: str):
-    """(TaskInfo, tokens) for a split, from the hashed cache (generated on a miss, ~1 s)."""
-    from scaling.data import TaskInfo, cache
+    """(TaskInfo, store.Split) for a split, from the hashed cache (generated on a miss, ~1 s)."""
+    from scaling.data import TaskInfo, store
     spec = MarkovSpec.from_options(data.options)
     corpus_hash = spec.key
     vocab_hash = hashlib.sha256(f"identity:{spec.vocab_size}".encode()).hexdigest()
-    path = cache.cache_dir(data_dir, "synthetic_markov", f"v{spec.symbols}", split, corpus_hash, vocab_hash)
-    got = cache.load(path)
+    path = store.split_dir(data_dir, "synthetic_markov", f"v{spec.symbols}", split, corpus_hash, vocab_hash)
+    got = store.load(path)
     if got is None:
-        P = transitions(spec)
-        H = entropy_rate(spec, P)
-        n = spec.train_tokens if split == "train" else spec.validation_tokens
-        toks = sample(spec, n, stream_seed=1 if split == "train" else 2, P=P)
-        got = cache.write(path, toks, {"task": "synthetic_markov", "split": split, "spec": dataclasses.asdict(spec),
-                                       "entropy_rate": H, "corpus_hash": corpus_hash,
-                                       "vocab_hash": vocab_hash, "num_docs": 0})
-    tokens, meta = got
+        with store.build_lock(path):
+            got = store.load(path, quiet=True)
+            if got is None:
+                P = transitions(spec)
+                H = entropy_rate(spec, P)
+                n = spec.train_tokens if split == "train" else spec.validation_tokens
+                w = store.SplitWriter(path, store.token_dtype(spec.vocab_size))
+                w.add(sample(spec, n, stream_seed=1 if split == "train" else 2, P=P), ())
+                got = w.commit({"task": "synthetic_markov", "split": split, "spec": dataclasses.asdict(spec),
+                                "entropy_rate": H, "corpus_hash": corpus_hash, "vocab_hash": vocab_hash})
+    m = got.meta
     info = TaskInfo(name="synthetic_markov", split=split, vocab_size=spec.vocab_size,
-                    num_tokens=int(meta["num_tokens"]), corpus_hash=corpus_hash, vocab_hash=vocab_hash,
-                    entropy_rate=float(meta["entropy_rate"]), has_bytes=False, num_docs=0,
+                    num_tokens=int(m["num_tokens"]), corpus_hash=corpus_hash, vocab_hash=vocab_hash,
+                    entropy_rate=float(m["entropy_rate"]), has_bytes=False, num_docs=0,
                     vocab=f"identity{spec.vocab_size}")
-    return info, tokens
+    return info, got

@@ -9,8 +9,11 @@
   (default the T5 ``cc_all.32000`` model on GCS).
 
 Each task's metadata (``corpus_hash``, ``entropy_rate``) is stored on the task as
-``task.scaling_metadata``.  Call :func:`ensure_prepared` before reading a pystdlib task:
-it prepares the TFDS dataset and trains the SentencePiece model if needed (offline).
+``task.scaling_metadata``.  The tasks prepare themselves offline on first use: the pystdlib
+source runs ``download_and_prepare`` before its first read, the SentencePiece vocabularies
+train on first use and ``synthetic_markov`` generates its cached stream, so plain
+``seqio.get_mixture_or_task("pystdlib_byte").get_dataset(...)`` works on a fresh machine.
+:func:`ensure_prepared` does the same eagerly.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -69,6 +73,26 @@ class _LazySentencePiece(seqio.SentencePieceVocabulary):
         return super().tf_tokenizer
 
 
+class _PreparingTfdsSource(seqio.TfdsDataSource):
+    """A TfdsDataSource that runs the (offline) ``download_and_prepare`` before its first read.
+
+    Every read of the source (``get_dataset``, ``num_input_examples``, ``list_shards``) goes
+    through ``tfds_dataset``, so ``seqio.get_mixture_or_task(name).get_dataset(...)`` works on a
+    fresh machine with no ``ensure_prepared`` call.
+    """
+
+    def __init__(self, prepare, **kw):
+        self._prepare, self._prepared = prepare, False
+        super().__init__(**kw)
+
+    @property
+    def tfds_dataset(self):
+        if not self._prepared:
+            self._prepare()
+            self._prepared = True
+        return self._tfds_dataset
+
+
 def ensure_vocab(spec, data_dir, root, corpus_hash):
     return V.get_vocab(spec, data_dir=data_dir, task="pystdlib", corpus_hash=corpus_hash,
                        train_texts=lambda: pystdlib.iter_documents(data_dir, root, corpus_hash, "train"))
@@ -88,7 +112,7 @@ def ensure_prepared(task_name: str) -> None:
 def _markov_source(split: str, shuffle_files: bool = False, seed=None):
     from scaling.data import open_source
     src = open_source(DataConfig(task="synthetic_markov"), split, 2)
-    toks = src.tokens[: (src.tokens.shape[0] // 4096) * 4096].astype("int32").reshape(-1, 4096)
+    toks = np.asarray(src.tokens[: (src.tokens.shape[0] // 4096) * 4096]).astype("int32").reshape(-1, 4096)
     return tf.data.Dataset.from_tensor_slices({"targets": toks})
 
 
@@ -105,8 +129,10 @@ def register_all() -> list[str]:
         seqio.TaskRegistry.remove(name)
         task = seqio.TaskRegistry.add(
             name,
-            source=seqio.TfdsDataSource(tfds_name=f"{pystdlib.TFDS_NAME}:{pystdlib.TFDS_VERSION}",
-                                        tfds_data_dir=pystdlib.tfds_dir(data_dir, h), read_only=True),
+            source=_PreparingTfdsSource(functools.partial(pystdlib.prepare, data_dir, root, h),
+                                        tfds_name=f"{pystdlib.TFDS_NAME}:{pystdlib.TFDS_VERSION}",
+                                        tfds_data_dir=pystdlib.tfds_dir(data_dir, h), read_only=True,
+                                        splits=("train", "validation")),
             preprocessors=[
                 functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
                 seqio.preprocessors.tokenize,
