@@ -382,6 +382,11 @@ def _build(cls, d: Mapping[str, Any]):
     return cls(**d)
 
 
+def _frozen(v):
+    """JSON lists back to tuples (at any depth), so a config read from JSON is hashable like the original."""
+    return tuple(_frozen(x) for x in v) if isinstance(v, list) else v
+
+
 def cell_from_dict(d: Mapping[str, Any]) -> Cell:
     d = dict(d)
     d["model"] = _build(ModelConfig, d["model"])
@@ -389,7 +394,7 @@ def cell_from_dict(d: Mapping[str, Any]) -> Cell:
         d["optim"] = _build(OptimConfig, d["optim"])
     if "data" in d:
         dd = dict(d["data"])
-        dd["options"] = tuple(tuple(kv) for kv in dd.get("options", ()))
+        dd["options"] = tuple((k, _frozen(v)) for k, v in dd.get("options", ()))
         d["data"] = _build(DataConfig, dd)
     if "mesh" in d:
         d["mesh"] = _build(MeshConfig, d["mesh"])

@@ -61,14 +61,15 @@ class RunInputs:
         sharding.check_divisibility(self.mesh, batch_size=cell.batch_size, grad_accum=cell.grad_accum,
                                     model_cfg=cfg, process_count=self.process_count,
                                     eval_batch_size=cell.eval_batch_size)
-        v = sdata.vocab_size(cell.data)
+        data = settings.resolve_data(cell.data)  # the caches of these settings (data_dir is not in the run id)
+        v = sdata.vocab_size(data)
         if v > cfg.vocab_size:
             raise ConfigError(f"model.vocab_size={cfg.vocab_size}: task {cell.data.task!r} with vocab "
                               f"{cell.data.vocab!r} has {v} tokens; set vocab_size >= {v}")
 
         # ---- data ----------------------------------------------------------------------
-        self.train_src = like.train_src if like else sdata.open_source(cell.data, "train", cfg.seq_len)
-        self.val_src = like.val_src if like else sdata.open_source(cell.data, "validation", cfg.seq_len)
+        self.train_src = like.train_src if like else sdata.open_source(data, "train", cfg.seq_len)
+        self.val_src = like.val_src if like else sdata.open_source(data, "validation", cfg.seq_len)
         self.info = self.train_src.info
         sdata.check_budget(self.info, cell.tokens_trained, cell.data.repeat)
 

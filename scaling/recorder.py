@@ -180,7 +180,15 @@ class Recorder:
             if latest is None:
                 return None, 0, {}
             state, meta = self.ckpt.restore(latest, abstract_state)
+            self._check_corpus(meta, f"its checkpoint at step {latest}")
             return state, int(jax.device_get(state["step"])), meta
+
+    def _check_corpus(self, meta: dict, what: str) -> None:
+        """A run may only continue on the data it started on: a corpus edited in place gets a new hash."""
+        then, now = (meta or {}).get("corpus_hash"), self.inputs.info.corpus_hash
+        if then and now and then != now:
+            raise ConfigError(f"run {self.cell.run_id}: the corpus changed since {what} (corpus hash {then[:12]} -> "
+                              f"{now[:12]}); restore the data, or train into a fresh --out directory")
 
     def restore_fork(self, abstract_state) -> tuple[Any, int, dict]:
         """A WSD fork's first start: ``(state, fork_step, meta)`` from its trunk's checkpoint at the fork step.
@@ -204,6 +212,7 @@ class Recorder:
                     f"keeps every fork step)")
             _check_fork_matches_trunk(cell, trunk)
             state, meta = restore_step(trunk.checkpoints, k, abstract_state)
+            self._check_corpus(meta, f"its trunk's checkpoint at step {k}")
         if self.writes:
             self.run_dir.write_metrics([r for r in trunk.read_metrics() if r.get("step", 0) <= k])
         return state, k, meta
@@ -280,7 +289,8 @@ class Recorder:
                 or step in self.cell.checkpoint_steps):
             with self.timer("checkpoint"):
                 meta = {"step": step, "data_position": step, "running_min_loss": finite_or_none(self.running_min),
-                        "cell": to_dict(self.cell), "run_id": self.cell.run_id}
+                        "cell": to_dict(self.cell), "run_id": self.cell.run_id,
+                        "corpus_hash": self.inputs.info.corpus_hash}
                 self.ckpt.save(step, get_state(), meta)
                 if stopping:
                     self.ckpt.wait()
@@ -348,6 +358,7 @@ class Recorder:
             "wall_s": time.perf_counter() - self.t_entry, "compile_s": timer.t["compile"], "timing": dict(timer.t),
             "git_sha": git_sha(), "versions": library_versions(),
             "task": info.name, "corpus_hash": info.corpus_hash, "vocab_hash": info.vocab_hash,
+            "train_split_tokens": info.num_tokens, "train_split_bytes": info.num_bytes or None,
             "entropy_rate": info.entropy_rate,
             "schedule": cell.optim.schedule, "peak_lr": cell.optim.peak_lr,
             "warmup_steps": effective_warmup(cell.optim, self.steps),

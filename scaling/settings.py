@@ -27,6 +27,8 @@ SCALING_SLURM_CPUS             slurm_cpus ...
 SCALING_SLURM_GPUS             slurm_gpus: the SLURM array's executor parameters
 SCALING_RAY_ADDRESS            ray_address: a Ray cluster to join (default: start a local Ray)
 SCALING_REQUIRE_SLURM          require_slurm: tests fail, instead of skipping, without SLURM
+SCALING_PYSTDLIB_ROOT          pystdlib_root: the directory the pystdlib corpus is read from
+SCALING_C4_VOCAB               c4_vocab: the SentencePiece model of the c4_en task
 =============================  ==============================================================
 """
 
@@ -68,6 +70,14 @@ class Settings:
     slurm_gpus: int = 0
     ray_address: str | None = None
     require_slurm: bool = False
+    pystdlib_root: str | None = None  # default: this interpreter's standard library
+    c4_vocab: str | None = None  # default: the T5 cc_all.32000 model on GCS
+
+    def resolve_data(self, data):
+        """``data`` with ``data_dir`` set from these settings when it has none (not hashed into run ids)."""
+        import dataclasses as dc
+
+        return data if data.data_dir else dc.replace(data, data_dir=self.data_dir)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -84,7 +94,7 @@ class Settings:
             kw[f.name] = _parse(f, raw)
         if "data_dir" not in kw and "cache_dir" in kw:
             kw["data_dir"] = os.path.join(kw["cache_dir"], "data")
-        for k in ("data_dir", "cache_dir", "compile_cache"):
+        for k in ("data_dir", "cache_dir", "compile_cache", "pystdlib_root"):
             if kw.get(k):
                 kw[k] = os.path.abspath(os.path.expanduser(kw[k]))
         return cls(**kw).validate()

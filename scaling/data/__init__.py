@@ -97,12 +97,12 @@ class TaskInfo:
 
 
 def default_data_dir(data: DataConfig | None = None) -> str:
+    """``data.data_dir`` if set (entry points set it from their settings), else the settings' data dir."""
     if data is not None and data.data_dir:
         return os.path.abspath(os.path.expanduser(data.data_dir))
-    env = os.environ.get("SCALING_DATA_DIR")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    return os.path.join(os.path.expanduser("~"), ".cache", "scaling", "data")
+    from scaling.settings import Settings
+
+    return Settings.from_environ().data_dir
 
 
 def _check_task(data: DataConfig) -> None:

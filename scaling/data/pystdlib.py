@@ -35,7 +35,10 @@ VALIDATION_PERCENT = 2
 
 
 def default_root() -> str:
-    return os.environ.get("SCALING_PYSTDLIB_ROOT") or sysconfig.get_paths()["stdlib"]
+    """The corpus root: ``Settings.pystdlib_root`` (``$SCALING_PYSTDLIB_ROOT``), else this interpreter's stdlib."""
+    from scaling.settings import Settings
+
+    return Settings.from_environ().pystdlib_root or sysconfig.get_paths()["stdlib"]
 
 
 def split_of(relpath: str) -> str:

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from scaling.config import DataConfig
 from scaling.data import default_data_dir, pystdlib
+from scaling.settings import Settings
 from scaling.data import vocab as V
 from scaling.data.c4 import DEFAULT_VOCAB, TFDS_NAME as C4_TFDS
 
@@ -171,7 +172,7 @@ def register_all() -> list[str]:
             split_tokens,
         ],
         output_features={"targets": seqio.Feature(
-            seqio.SentencePieceVocabulary(os.environ.get("SCALING_C4_VOCAB", DEFAULT_VOCAB), extra_ids=0),
+            seqio.SentencePieceVocabulary(Settings.from_environ().c4_vocab or DEFAULT_VOCAB, extra_ids=0),
             add_eos=True, dtype=tf.int32)},
         shuffle_buffer_size=10_000)
     task.scaling_metadata = {"corpus_hash": C4_TFDS, "entropy_rate": None}

@@ -166,6 +166,25 @@ def progress(out, cells, flops: dict, stale_s: float) -> tuple[int, float, dict]
     return done, fdone, counts
 
 
+def prepare_data(out: Path, settings) -> float:
+    """Prepare every dataset, vocabulary and token cache the sweep reads, once, before any worker
+    starts (so K workers, array tasks or Ray tasks never race to build them and no cell is billed
+    for it); in a child process, so the launcher never imports TensorFlow.  Returns its seconds.
+    On a cluster the data directory must be shared, like the sweep directory."""
+    import subprocess
+
+    from scaling.launch.local import worker_environ
+
+    t0 = time.time()
+    with open(out / "prepare.log", "ab") as log:
+        rc = subprocess.call([sys.executable, "-m", "scaling.launch.worker", str(out), "--prepare"],
+                             env=worker_environ(settings), stdout=log, stderr=subprocess.STDOUT)
+    if rc != 0:
+        print(f"warning: data preparation failed (see {out}/prepare.log); each worker will prepare its own",
+              file=sys.stderr)
+    return time.time() - t0
+
+
 def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = None, address: str | None = None,
               report: bool = True, retry_failed: bool = True, poll_s: float = 1.0, quiet: bool = False,
               settings=None, train_fn: str | None = None) -> dict:
@@ -202,7 +221,10 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
     tty = sys.stderr.isatty()
     last_line, last_print = "", 0.0
     errors: list[str] = []
+    prepare_s = 0.0
     if done0 < n:
+        if train_fn is None:
+            prepare_s = prepare_data(out, settings)
         be.start()
         try:
             while True:
@@ -235,7 +257,8 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
     df = results_mod.write_table(out, run_ids=ids)
     summaries = [s for s in results_mod.read_summaries(out) if s.get("run_id") in set(ids)]
     tot = results_mod.timing_breakdown(summaries)
-    for k, v in be.overhead().items():  # e.g. data preparation before the pool
+    tot["startup"] += prepare_s  # data preparation, once, before any worker
+    for k, v in be.overhead().items():
         tot[k] = tot.get(k, 0.0) + v
     wall = time.time() - t_start
     if not quiet:

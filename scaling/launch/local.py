@@ -5,8 +5,7 @@ so imports and XLA compilation (with the persistent compilation cache, shared th
 ``OUT/.jax_cache`` unless ``Settings.compile_cache`` says otherwise) are paid once per worker.  On CPU the
 workers split the cores: worker i is pinned with ``sched_setaffinity`` to its own slice of
 the launcher's CPUs before JAX starts (XLA and TF size their thread pools from the affinity
-mask), and OMP/TF thread counts are set to the slice size.  Before the pool starts, one process
-prepares every dataset and vocabulary the cells need (no races between workers).  Workers die with the launcher
+mask), and OMP/TF thread counts are set to the slice size.  Workers die with the launcher
 (``PR_SET_PDEATHSIG``), so a killed sweep leaves stale locks that the next launch breaks.
 """
 
@@ -32,31 +31,18 @@ class LocalPool:
     name = "local"
 
     def __init__(self, out, workers: int = 1, *, settings, pin: bool = True, retry_failed: bool = True,
-                 prepare: bool = True, train_fn: str | None = None):
+                 train_fn: str | None = None):
         self.out = Path(out)
         self.workers = max(1, int(workers))
         self.settings = settings
         self.pin = pin
         self.retry_failed = retry_failed
-        self.prepare = prepare
         self.train_fn = train_fn
         self._overhead: dict[str, float] = {}
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> None:
         env = worker_environ(self.settings)
-        if self.prepare and self.workers > 1 and self.train_fn is None:
-            # one process builds datasets/vocabularies first, so K workers never race on them
-            import time
-
-            t0 = time.time()
-            with open(self.out / "prepare.log", "ab") as log:
-                rc = subprocess.call([sys.executable, "-m", "scaling.launch.worker", str(self.out), "--prepare"],
-                                     env=env, stdout=log, stderr=subprocess.STDOUT)
-            self._overhead["startup"] = self._overhead.get("startup", 0.0) + time.time() - t0
-            if rc != 0:
-                print(f"warning: data preparation failed (see {self.out}/prepare.log); workers will retry",
-                      file=sys.stderr)
         for i in range(self.workers):
             cmd = [sys.executable, "-m", "scaling.launch.worker", str(self.out), "--index", str(i),
                    "--count", str(self.workers), "--die-with-parent"]

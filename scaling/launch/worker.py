@@ -278,7 +278,7 @@ def _claim_companions(out: Path, cell, order, n: int, may_try, lock_of) -> list:
     return got
 
 
-def prepare_data(out: str | os.PathLike) -> None:
+def prepare_data(out: str | os.PathLike, settings: Settings | None = None) -> None:
     """Prepare every dataset/vocabulary/token cache the sweep's cells read, once, up front.
 
     Run by the local launcher in one process before the pool starts, so K workers never race
@@ -287,14 +287,16 @@ def prepare_data(out: str | os.PathLike) -> None:
     """
     from scaling import data as data_mod
 
+    settings = settings or Settings.from_environ()
     seen = set()
     for c in state.read_cells(out):
-        key = (c.data, c.model.seq_len)
+        data = settings.resolve_data(c.data)
+        key = (data, c.model.seq_len)
         if key in seen:
             continue
         seen.add(key)
         for split in ("train", "validation"):
-            data_mod.open_source(c.data, split, c.model.seq_len)
+            data_mod.open_source(data, split, c.model.seq_len)
 
 
 def _run_lockstep(out: Path, order, settings: Settings, train_fn) -> dict:
@@ -336,7 +338,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-fn", help="module:function with train()'s signature, used instead of it")
     a = ap.parse_args(argv)
     if a.prepare:
-        prepare_data(a.out)
+        prepare_data(a.out, Settings.from_environ())
         return 0
     if a.die_with_parent:
         _die_with_parent()
