@@ -352,3 +352,21 @@ def test_progress_line_reports_documents_mb_and_tokens_per_s():
     bar.printed = True
     bar.done()
     assert buf.getvalue().startswith("prepare text (byte): 10 docs")
+
+
+def test_resume_on_an_edited_corpus_is_refused(tmp_path):
+    """The run id hashes the glob, not the files: a corpus edited in place must not resume silently."""
+    from scaling.config import Cell, ModelConfig, OptimConfig
+    from scaling.train import train
+
+    (tmp_path / "c").mkdir()
+    write_jsonl(tmp_path / "c" / "a.jsonl", docs(300))
+    cfg = text_cfg(tmp_path / "dd", str(tmp_path / "c" / "*.jsonl"))
+    model = ModelConfig(vocab_size=260, seq_len=32, d_model=16, n_layers=1, n_heads=2, kv_size=8, ffw_size=32)
+    cell = Cell(model=model, tokens=8 * 8 * 32, batch_size=8, data=cfg, optim=OptimConfig(warmup_steps=1),
+                eval_batches=1, eval_batch_size=8, checkpoint_every=2)
+    s = train(cell, tmp_path / "run", stop_after_step=4)
+    assert s["state"] == "partial"
+    write_jsonl(tmp_path / "c" / "a.jsonl", docs(300, seed=1))  # edited in place
+    with pytest.raises(ConfigError, match="the corpus changed since its checkpoint at step 4"):
+        train(cell, tmp_path / "run")
