@@ -213,7 +213,7 @@ class Checkpointer:
         _require(isinstance(keep_every, int) and keep_every >= 0,
                  f"keep_every={keep_every!r}: must be an integer >= 0 (0 disables permanent checkpoints)")
         import orbax.checkpoint as ocp
-        from orbax.checkpoint._src.checkpoint_managers import preservation_policy as pp
+        from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
         self.directory = os.path.abspath(os.fspath(directory))
         self.keep_last = keep_last
