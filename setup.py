@@ -29,7 +29,9 @@ EXTRAS = {
     "tpu": ["jax[tpu]==0.10.2"],
     "gpu": ["jax[cuda12]==0.10.2"],
 }
-EXTRAS["test"] = ["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
+# libtpu (via jax[tpu]) lets the tests AOT-compile the train step for real TPU topologies on a
+# CPU-only machine (tests/test_tpu_aot.py); with JAX_PLATFORMS=cpu it is only loaded on request.
+EXTRAS["test"] = ["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"] + EXTRAS["tpu"]
 
 setup(
     name="scaling",
