@@ -31,8 +31,10 @@ EXTRAS = {
     "gpu": ["jax[cuda12]==0.10.2"],
 }
 EXTRAS["zstd"] = ["zstandard"]  # .jsonl.zst / .json.zst corpus files
+# libtpu (via jax[tpu]) lets the tests AOT-compile the train step for real TPU topologies on a
+# CPU-only machine (tests/test_tpu_aot.py); with JAX_PLATFORMS=cpu it is only loaded on request.
 EXTRAS["test"] = (["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
-                  + EXTRAS["zstd"])
+                  + EXTRAS["zstd"] + EXTRAS["tpu"])
 
 setup(
     name="scaling",

@@ -22,10 +22,12 @@ import os
 import sys
 from pathlib import Path
 
-from scaling.config import (Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig,
-                            cell_from_json)
+from scaling.config import (ATTENTIONS, DTYPES, REMATS, Cell, ConfigError, DataConfig, MeshConfig, ModelConfig,
+                            OptimConfig, cell_from_json)
 
 SHAPE_FLAGS = ("d_model", "n_layers", "n_heads", "kv_size", "ffw_size")
+# Model fields settable by flag besides the shape (None = not given: the config's default).
+MODEL_OPTION_FLAGS = ("norm", "position", "activation", "compute_dtype", "scan_layers", "remat", "attention")
 
 
 def _add_shape_flags(p: argparse.ArgumentParser) -> None:
@@ -38,14 +40,22 @@ def _add_shape_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", choices=("rmsnorm", "layernorm"))
     g.add_argument("--position", choices=("rope", "learned"))
     g.add_argument("--activation", choices=("gelu", "swiglu", "relu"))
-    g.add_argument("--dtype", dest="compute_dtype", choices=("float32", "bfloat16"))
+    g.add_argument("--dtype", dest="compute_dtype", choices=DTYPES,
+                   help="matmul input dtype (f32 params and accumulation either way); default: per backend "
+                        "(ModelConfig.for_backend: bf16 on GPU/TPU)")
+    g = p.add_argument_group("model execution (same numbers, different speed/memory; default: per backend)")
+    g.add_argument("--scan-layers", dest="scan_layers", action=argparse.BooleanOptionalAction, default=None,
+                   help="layers as one scanned block (compile time independent of depth); default: on GPU/TPU")
+    g.add_argument("--remat", choices=REMATS,
+                   help="rematerialisation: none | dots (keep matmul outputs) | full (keep block inputs)")
+    g.add_argument("--attention", choices=ATTENTIONS,
+                   help="einsum (reference) | dot_product (XLA) | cudnn (GPU) | flash (TPU); default per backend")
 
 
 def _model_from_args(args, *, vocab_size: int, seq_len: int, tied: bool) -> ModelConfig:
     """Build a ModelConfig from ``--member`` or the explicit shape flags (not both)."""
     given = {f: getattr(args, f) for f in SHAPE_FLAGS if getattr(args, f) is not None}
-    extra = {k: getattr(args, k) for k in ("norm", "position", "activation", "compute_dtype")
-             if getattr(args, k, None) is not None}
+    extra = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k, None) is not None}
     if args.member:
         from scaling import families
 

@@ -41,18 +41,52 @@ def _require(cond: bool, message: str) -> None:
 NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned")
 ACTIVATIONS = ("gelu", "swiglu", "relu")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("default", "float32", "bfloat16")
+REMATS = ("none", "dots", "full")
+ATTENTIONS = ("default", "einsum", "dot_product", "cudnn", "flash")
+BACKENDS = ("cpu", "gpu", "tpu")
+# Attention implementations each backend can run ("default" resolves to the first).
+BACKEND_ATTENTIONS = {"cpu": ("einsum", "dot_product"), "gpu": ("cudnn", "dot_product", "einsum"),
+                      "tpu": ("flash", "dot_product", "einsum")}
+FLASH_BLOCK = 128  # the Pallas TPU flash kernel tiles the sequence in blocks of 128
+# Backends whose default is scanned layers.  Not CPU: there a scanned train step runs about 1.4x
+# slower than the unrolled one at every depth measured (2 to 44 layers), and its compile is only
+# shorter from about 8 layers on (benchmarks/compile_depth.py; README "Model options").
+SCAN_BY_DEFAULT = ("gpu", "tpu")
+
+# How a model is *executed*, not what it computes: the same function of the parameters (up to
+# float reassociation, tested to rtol 1e-5) whichever value is chosen, like the device mesh.
+# They are therefore not part of the run identity (``ModelConfig.identity_fields``), so a run
+# may switch layout, remat policy or attention kernel across backends and keep its run id.
+EXECUTION_FIELDS = ("scan_layers", "remat", "attention")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Shape of a decoder-only transformer.
+    """Shape of a decoder-only transformer, and how it is executed.
 
     ``kv_size`` is the per-head dimension (Chinchilla's "kv_size"); the attention width is
     ``n_heads * kv_size`` and need not equal ``d_model``.  ``seq_len`` is the maximum
     context the model supports (it sizes learned position embeddings).  Parameters are
     always float32; ``compute_dtype='bfloat16'`` runs matmuls on bf16 inputs with float32
-    accumulation.
+    accumulation (softmax, norms, residual stream and loss stay float32).
+
+    Execution choices (:data:`EXECUTION_FIELDS`; none changes what is computed):
+
+    * ``scan_layers``: the blocks as one ``nn.scan`` body (parameters stacked on a leading
+      ``layers`` axis; compile time independent of depth) or unrolled (``layers_{i}``).
+      ``None``: per backend (:meth:`resolve`).
+    * ``remat``: ``none`` keeps every activation for the backward pass; ``dots`` saves only
+      the matmul outputs without batch dimensions (the projections; attention scores and
+      elementwise ops are recomputed); ``full`` saves only each block's input.
+    * ``attention``: ``einsum`` (the reference: explicit scores and softmax),
+      ``dot_product`` (``jax.nn.dot_product_attention``, XLA), ``cudnn`` (its cuDNN fused
+      kernel, GPU, bf16), ``flash`` (the Pallas TPU flash kernel, ``seq_len`` a multiple of
+      128); ``default``: per backend (:meth:`resolve`).
+
+    ``compute_dtype='default'`` means "not chosen": :meth:`for_backend` (used where a cell
+    is *built* for a known backend) makes it bf16 on GPU/TPU and float32 on CPU; a cell
+    that reaches the trainer unresolved computes in float32 and is hashed as float32.
     """
 
     vocab_size: int
@@ -66,12 +100,25 @@ class ModelConfig:
     position: str = "rope"
     activation: str = "gelu"
     tied_embeddings: bool = True
-    compute_dtype: str = "float32"
+    compute_dtype: str = "default"
+    scan_layers: bool | None = None
+    remat: str = "none"
+    attention: str = "default"
     name: str = ""  # family member name, if any (informational, not hashed)
 
     @property
     def d_attn(self) -> int:
         return self.n_heads * self.kv_size
+
+    @property
+    def dtype(self) -> str:
+        """The compute dtype the model runs with ('default' unresolved computes in float32)."""
+        return "float32" if self.compute_dtype == "default" else self.compute_dtype
+
+    @property
+    def is_resolved(self) -> bool:
+        """True when no field is left for the backend to choose (see :meth:`resolve`)."""
+        return self.scan_layers is not None and self.attention != "default" and self.compute_dtype != "default"
 
     def validate(self) -> "ModelConfig":
         for f in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "kv_size"):
@@ -86,9 +133,74 @@ class ModelConfig:
                  f"model.activation={self.activation!r}: choose one of {ACTIVATIONS}")
         _require(self.compute_dtype in DTYPES,
                  f"model.compute_dtype={self.compute_dtype!r}: choose one of {DTYPES}")
+        _require(self.scan_layers in (None, True, False),
+                 f"model.scan_layers={self.scan_layers!r}: choose True, False or None (per backend)")
+        _require(self.remat in REMATS, f"model.remat={self.remat!r}: choose one of {REMATS}")
+        _require(self.attention in ATTENTIONS,
+                 f"model.attention={self.attention!r}: choose one of {ATTENTIONS}")
         if self.position == "rope":
             _require(self.kv_size % 2 == 0, f"model.kv_size={self.kv_size}: RoPE needs an even head size")
         return self
+
+    # -- per-backend choices --------------------------------------------------------------
+    def resolve(self, backend: str) -> "ModelConfig":
+        """This config with every execution choice concrete for ``backend`` ('cpu', 'gpu', 'tpu').
+
+        Never changes the run identity (:meth:`identity_fields`): ``scan_layers=None`` becomes
+        True on the backends of :data:`SCAN_BY_DEFAULT` (GPU, TPU), False on CPU; attention
+        ``default`` the first of :data:`BACKEND_ATTENTIONS` the config can use;
+        ``compute_dtype='default'`` float32 (what it is hashed as).  This is what a run
+        records in its config.  Raises :class:`ConfigError` (before any compile) when a
+        chosen implementation cannot run on ``backend``.
+        """
+        self.validate()
+        _require(backend in BACKENDS, f"backend={backend!r}: choose one of {BACKENDS}")
+        dtype = self.dtype
+        scan = self.scan_layers
+        if scan is None:
+            scan = backend in SCAN_BY_DEFAULT
+        attention = self.attention
+        usable = BACKEND_ATTENTIONS[backend]
+        if attention == "default":
+            attention = next(a for a in usable if not self._attention_problem(a, dtype))
+        _require(attention in usable, f"model.attention={attention!r}: not available on {backend!r}; "
+                                      f"choose one of {('default',) + usable}")
+        problem = self._attention_problem(attention, dtype)
+        _require(problem is None, f"model.attention={attention!r}: {problem}")
+        return dataclasses.replace(self, scan_layers=scan, attention=attention, compute_dtype=dtype)
+
+    def for_backend(self, backend: str) -> "ModelConfig":
+        """:meth:`resolve`, with ``compute_dtype='default'`` made bf16 on accelerators.
+
+        For code that *builds* a cell for a known backend (the CLI, a planner with a
+        target): bf16 compute is a different experiment from float32, so unlike
+        :meth:`resolve` this can change the run id; the trainer never calls it.
+        """
+        if self.compute_dtype == "default" and backend in ("gpu", "tpu"):
+            return dataclasses.replace(self, compute_dtype="bfloat16").resolve(backend)
+        return self.resolve(backend)
+
+    def _attention_problem(self, attention: str, dtype: str) -> str | None:
+        if attention == "cudnn" and dtype != "bfloat16":
+            return "the cuDNN kernel needs compute_dtype='bfloat16'; set it, or use attention='dot_product'"
+        if attention == "flash" and self.seq_len % FLASH_BLOCK:
+            return (f"the flash kernel needs seq_len a multiple of {FLASH_BLOCK} (got {self.seq_len}); "
+                    f"change seq_len or use attention='dot_product'")
+        return None
+
+    def identity_fields(self) -> dict:
+        """The fields that define what this model computes: the model part of the run hash.
+
+        Leaves out ``name`` (a label) and :data:`EXECUTION_FIELDS`; an unresolved
+        ``compute_dtype='default'`` is written as the float32 it computes in, so every cell
+        planned before these fields existed keeps its run id.
+        """
+        d = to_dict(self)
+        d.pop("name", None)
+        for f in EXECUTION_FIELDS:
+            d.pop(f, None)
+        d["compute_dtype"] = self.dtype
+        return d
 
 
 # ----------------------------------------------------------------------------------------
@@ -339,7 +451,7 @@ class Cell:
         d = to_dict(self)
         for f in _NON_RESULT_FIELDS:
             d.pop(f, None)
-        d["model"].pop("name", None)
+        d["model"] = self.model.identity_fields()
         d["data"].pop("data_dir", None)
         for path, unset in _HASHED_UNLESS.items():
             *outer, key = path

@@ -13,6 +13,7 @@ embed      fsdp                   FSDP: parameters (and Adam moments) are sharde
 heads      tensor                 Megatron-style tensor parallelism ...
 mlp        tensor                 ... over attention heads, MLP hidden units
 vocab      tensor                 ... and the vocabulary
+layers     replicated             the leading axis of scanned (stacked) parameters
 other      replicated             kv, position, length, act_* (activations)
 =========  =====================  =================================================
 
@@ -40,6 +41,10 @@ RULES: tuple = (
     ("heads", "tensor"),
     ("mlp", "tensor"),
     ("vocab", "tensor"),
+    # The stacked-layer axis of scanned parameters stays whole on every device: the scan body
+    # slices one layer per iteration, and splitting layers across devices would turn that
+    # slice into a gather of another device's layer.
+    ("layers", None),
 )
 
 
