@@ -59,11 +59,8 @@ def main(argv=None) -> int:
     from scaling import sharding
     from scaling.config import Cell, MeshConfig, ModelConfig
 
-    try:
-        from scaling.programs import lower_programs
-    except ImportError:
-        from scaling.train import lower_programs
-    from scaling.train import TRAIN_KEYS, hyperparams
+    from scaling.optim import hyperparams
+    from scaling.programs import TRAIN_KEYS, lower_programs
 
     mesh = sharding.make_mesh(MeshConfig(data=1), devices=jax.devices()[:1])
     d, L, B = args.width, args.seq_len, args.batch

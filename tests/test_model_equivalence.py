@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from scaling.config import Cell, DataConfig, MeshConfig, ModelConfig, OptimConfig, cell_to_json
-from scaling.train import read_metrics, train
+from scaling.rundir import read_metrics
+from scaling.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 20
