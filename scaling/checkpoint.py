@@ -163,6 +163,12 @@ def has_step(directory, step: int) -> bool:
     return check_step_dir(os.path.join(os.fspath(directory), str(int(step)))) is None
 
 
+def read_step_meta(directory, step: int) -> dict:
+    """The JSON meta of ``step`` in another run's checkpoint directory, read-only (see :func:`restore_step`)."""
+    with open(os.path.join(os.fspath(directory), str(int(step)), "meta", "metadata")) as f:
+        return json.load(f)
+
+
 def restore_step(directory, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """``(state, meta)`` of exactly ``step`` from another run's checkpoint directory, read-only.
 
@@ -398,6 +404,12 @@ class Checkpointer:
             log.warning(msg)
             warnings.warn(msg, CheckpointFallbackWarning, stacklevel=2)
         return None
+
+    def read_meta(self, step: int) -> dict:
+        """The JSON meta of committed ``step`` alone (no array is read): e.g. which layout the state holds."""
+        self._check_open()
+        r = self._mngr.restore(int(step), args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore()))
+        return dict(r.meta)
 
     def restore(self, step: int | None, abstract_state: Any) -> tuple[Any, dict]:
         """Restore ``(state, meta)`` from ``step`` (None: ``latest_step()``), resharded as asked.

@@ -211,6 +211,22 @@ def lower_programs(cell: Cell, mesh) -> Programs:
                     batch_sharding=batch_sh, replicated=rep, init=init, step=step, eval=ev)
 
 
+def backend_name() -> str:
+    """This process's JAX backend in the names ModelConfig.resolve takes: 'cpu', 'gpu' or 'tpu'."""
+    import jax
+
+    platform = jax.devices()[0].platform
+    return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+
+
+def for_this_backend(cell: Cell) -> Cell:
+    """``cell`` with its model's execution choices (layer scan, attention kernel) made concrete for
+    this process's backend; the run id does not change (they are not part of it).  A choice the
+    backend cannot run (flash attention on CPU, cuDNN without a GPU) is a ConfigError here,
+    before anything is written or compiled."""
+    return dataclasses.replace(cell, model=cell.model.resolve(backend_name()))
+
+
 class ProgramCache:
     """The last ``max_size`` builds by key, least recently used dropped first.
 

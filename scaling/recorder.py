@@ -132,6 +132,32 @@ def _check_fork_matches_trunk(cell: Cell, trunk: RunDir) -> None:
                           f"a fork must continue its trunk's run (plan forks with scaling.grids.WSDFork)")
 
 
+def _layout(cell: Cell) -> str:
+    from scaling.model import layout_of
+
+    return layout_of(cell.model)
+
+
+def _in_layout(abstract_state, layout: str):
+    """The restore target of a checkpoint holding ``layout`` (the abstract state, converted if it differs)."""
+    from scaling.model import convert_layout
+
+    return convert_layout(abstract_state, layout)
+
+
+def _to_layout(state, abstract_state):
+    """``state`` in the layout and shardings of ``abstract_state`` (a no-op when it already is)."""
+    import jax
+
+    from scaling.model import convert_layout, param_layout
+
+    want = param_layout(abstract_state["params"])
+    if param_layout(state["params"]) == want:
+        return state
+    state = convert_layout(state, want)
+    return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), state, abstract_state)
+
+
 class Recorder:
     """Run-directory bookkeeping of one run (see the module docstring for the call order).
 
@@ -172,16 +198,21 @@ class Recorder:
             return self.ckpt.latest_step()
 
     def restore(self, abstract_state) -> tuple[Any, int, dict]:
-        """``(state, its step, meta)`` from the newest good checkpoint, or ``(None, 0, {})`` without one."""
+        """``(state, its step, meta)`` from the newest good checkpoint, or ``(None, 0, {})`` without one.
+
+        A checkpoint of the other parameter layout (scanned vs unrolled layers: the run moved
+        to a backend with another default) is restored in its own layout and converted.
+        """
         import jax
 
         with self.timer("checkpoint"):
             latest = self.ckpt.latest_step()
             if latest is None:
                 return None, 0, {}
-            state, meta = self.ckpt.restore(latest, abstract_state)
+            saved = self.ckpt.read_meta(latest).get("param_layout", "unrolled")
+            state, meta = self.ckpt.restore(latest, _in_layout(abstract_state, saved))
             self._check_corpus(meta, f"its checkpoint at step {latest}")
-            return state, int(jax.device_get(state["step"])), meta
+            return _to_layout(state, abstract_state), int(jax.device_get(state["step"])), meta
 
     def _check_corpus(self, meta: dict, what: str) -> None:
         """A run may only continue on the data it started on: a corpus edited in place gets a new hash."""
@@ -199,7 +230,7 @@ class Recorder:
         fork step are copied in, so the fork's curve is complete.  The trunk's directory is
         only read.
         """
-        from scaling.checkpoint import has_step, restore_step
+        from scaling.checkpoint import has_step, read_step_meta, restore_step
         from scaling.rundir import trunk_of
 
         cell, k = self.cell, self.cell.fork_step
@@ -211,8 +242,10 @@ class Recorder:
                     f"to regenerate it, delete {trunk.path} and relaunch the sweep (the trunk retrains and "
                     f"keeps every fork step)")
             _check_fork_matches_trunk(cell, trunk)
-            state, meta = restore_step(trunk.checkpoints, k, abstract_state)
+            saved = read_step_meta(trunk.checkpoints, k).get("param_layout", "unrolled")
+            state, meta = restore_step(trunk.checkpoints, k, _in_layout(abstract_state, saved))
             self._check_corpus(meta, f"its trunk's checkpoint at step {k}")
+            state = _to_layout(state, abstract_state)
         if self.writes:
             self.run_dir.write_metrics([r for r in trunk.read_metrics() if r.get("step", 0) <= k])
         return state, k, meta
@@ -290,7 +323,7 @@ class Recorder:
             with self.timer("checkpoint"):
                 meta = {"step": step, "data_position": step, "running_min_loss": finite_or_none(self.running_min),
                         "cell": to_dict(self.cell), "run_id": self.cell.run_id,
-                        "corpus_hash": self.inputs.info.corpus_hash}
+                        "corpus_hash": self.inputs.info.corpus_hash, "param_layout": _layout(self.cell)}
                 self.ckpt.save(step, get_state(), meta)
                 if stopping:
                     self.ckpt.wait()

@@ -256,6 +256,9 @@ def train_stacked(cells: Sequence[Cell], run_dirs: Sequence, *, stop_after_step:
     if jax.process_count() > 1:
         raise ConfigError(f"train_stacked: {jax.process_count()} processes; stacking is single-process only "
                           "(multi-host sweeps train one cell at a time)")
+    from scaling.programs import for_this_backend
+
+    cells = [for_this_backend(c) for c in cells]  # concrete layout/attention (same run ids)
     timer = Timer()  # phase seconds accrue once for the stack; each member gets its share at the end
     recorders: list[Recorder] = []
     for i in todo:

@@ -81,9 +81,10 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
     from scaling.checkpoint import install_sigterm_handler
     from scaling.inputs import RunInputs
     from scaling.optim import hyperparams
-    from scaling.programs import compiled_programs
+    from scaling.programs import compiled_programs, for_this_backend
     from scaling.recorder import Recorder, Throughput
 
+    cell = for_this_backend(cell)  # concrete layout/attention, recorded in config.json (same run id)
     inputs = RunInputs(cell, settings)  # validation, data sources, accounting: before any compile
     rec = Recorder(cell, rd, inputs, stop_after_step=stop_after_step, t_entry=t_entry)
     timer = rec.timer

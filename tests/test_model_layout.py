@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from scaling import accounting, sharding
 from scaling.checkpoint import CheckpointRestoreError, Checkpointer
-from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig
+from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig
 from scaling.model import Decoder, convert_layout, layout_of, param_layout, stack_layers, unstack_layers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,3 +187,23 @@ def test_cli_flags_reach_the_model_config():
     args = build_parser().parse_args(["count", "--d-model", "32", "--n-layers", "2", "--n-heads", "2", "--vocab",
                                       "64", "--seq-len", "32", "--no-scan-layers"])
     assert args.scan_layers is False and args.remat is None and args.attention is None
+
+
+def test_a_run_resumes_across_layouts_and_records_its_choices(tmp_path):
+    """A run checkpointed scanned and resumed unrolled (e.g. moved from a TPU to a CPU) continues the same run."""
+    from scaling.rundir import RunDir, read_metrics
+    from scaling.train import train
+
+    cfg = dataclasses.replace(CFG, vocab_size=130, seq_len=32)
+    base = Cell(model=dataclasses.replace(cfg, scan_layers=True), tokens=12 * 8 * 32, batch_size=8,
+                data=DataConfig(task="synthetic_markov"), mesh=MeshConfig(data=8), eval_batch_size=8,
+                eval_batches=1, checkpoint_every=4, optim=OptimConfig(warmup_steps=2))
+    ref = train(base, tmp_path / "ref")
+    train(base, tmp_path / "moved", stop_after_step=6)
+    meta = RunDir(tmp_path / "moved").read_cell().model
+    assert (meta.scan_layers, meta.attention, meta.compute_dtype) == (True, "einsum", "float32")  # resolved
+    moved = train(dataclasses.replace(base, model=dataclasses.replace(cfg, scan_layers=False)), tmp_path / "moved")
+    assert moved["run_id"] == ref["run_id"]
+    a = [r["train_loss"] for r in read_metrics(tmp_path / "ref")]
+    b = [r["train_loss"] for r in read_metrics(tmp_path / "moved")]
+    np.testing.assert_allclose(b, a, rtol=1e-5)
