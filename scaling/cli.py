@@ -131,6 +131,8 @@ def build_cell(args) -> Cell:
         model = base.model
         if args.seq_len is not None:
             model = dataclasses.replace(model, seq_len=args.seq_len)
+        options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k, None) is not None}
+        model = dataclasses.replace(model, **options).validate()
     else:
         if args.seq_len is None:
             raise ConfigError("--seq-len: required (the training sequence length, e.g. 256)")
@@ -167,7 +169,10 @@ def build_cell(args) -> Cell:
 def cmd_train(args) -> int:
     cell = build_cell(args)
     from scaling import train as train_mod
+    from scaling.programs import backend_name
 
+    # a model left at compute_dtype 'default' computes in bf16 on an accelerator (float32 on CPU)
+    cell = dataclasses.replace(cell, model=cell.model.for_backend(backend_name()))
     summary = train_mod.train(cell, args.out, settings=args.settings)
     keys = ("run_id", "state", "steps", "tokens_seen", "final_eval_loss", "final_eval_bpb",
             "tokens_per_s", "mfu", "wall_s")

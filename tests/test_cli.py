@@ -57,3 +57,16 @@ def test_train_rejects_bad_input_before_compiling(capsys, tmp_path):
     rc, _, err = _run(capsys, base + ["--tokens", "100000", "--batch", "8", "--mesh", "data=3"])
     assert rc == 2 and "mesh" in err
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_model_option_flags_apply_on_top_of_a_config(tmp_path):
+    from scaling.cli import build_cell, build_parser
+    from scaling.config import Cell, cell_to_json
+
+    cfg = ModelConfig(vocab_size=259, seq_len=32, d_model=16, n_layers=2, n_heads=2, kv_size=8, ffw_size=64)
+    p = tmp_path / "c.json"
+    p.write_text(cell_to_json(Cell(model=cfg, tokens=4096, batch_size=8)))
+    args = build_parser().parse_args(["train", "--out", str(tmp_path / "o"), "--config", str(p), "--remat", "full",
+                                      "--attention", "dot_product", "--scan-layers"])
+    m = build_cell(args).model
+    assert (m.remat, m.attention, m.scan_layers, m.d_model) == ("full", "dot_product", True, 16)
