@@ -4,11 +4,12 @@ For TPU/GPU users: ``c4_en`` with a 32k SentencePiece vocabulary, 2048-token seq
 cosine decay to 10% over each run's own budget, AdamW.  Each budget trains 9 sizes
 log-spaced over a factor 4 either side of the Chinchilla-law optimum (Approach 3 fit,
 ``N_opt = G (C/6)^a``).  ``scaling plan experiments/chinchilla_isoflop.py`` lists the 81
-cells; expect roughly 1e23 FLOPs in total.  On a TPU pod:
+cells; expect roughly 1e23 FLOPs in total.  ``scaling plan experiments/chinchilla_isoflop.py --target
+v5p-128`` compiles every shape for that pod on this machine and fits the cells that need it.  On a TPU pod:
 ``tpu_scripts/tpu.py all --name N --zone Z --type v5p-128 --experiment experiments/chinchilla_isoflop.py --out DIR``.
 """
 
-from scaling.config import DataConfig, OptimConfig
+from scaling.config import DataConfig, MeshConfig, OptimConfig
 from scaling.sweep import IsoFLOP, Prior, Recipe, Sweep
 
 BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
@@ -26,7 +27,11 @@ SWEEP = Sweep(
         flops_convention="chinchilla",
         tied_embeddings=False,
         eval_every=1000,
-        eval_batches=50,
+        # 6 x 256 sequences (3.1M tokens): the eval batch must split over every chip and host of
+        # a pod (a v5p-128 has 64 chips on 16 hosts), as the train batch does
+        eval_batches=6,
+        eval_batch_size=256,
+        mesh=MeshConfig(data=1, fsdp=-1),  # FSDP over every chip: parameters and AdamW state sharded
         log_every=50,
         checkpoint_every=1000,
     ),

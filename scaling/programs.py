@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from scaling.config import Cell
+from scaling.config import Cell, ConfigError
 from scaling.loss import loss_sums
 from scaling.optim import HPARAMS, init_opt_state, make_optimizer
 
@@ -136,10 +136,14 @@ def make_init(model, seq_len: int):
     import jax
     import jax.numpy as jnp
 
+    # The attention kernel holds no parameters, so init traces the reference one: a fused
+    # kernel sharded over the batch (flash under shard_map) cannot take init's one-row dummy batch.
+    init_model = model.clone(cfg=dataclasses.replace(model.cfg, attention="einsum"))
+
     def init_boxed(rng):
         init_rng, _ = jax.random.split(rng)
         z = jnp.zeros((1, seq_len), jnp.int32)
-        params = model.init(init_rng, z, jnp.ones((1, seq_len), jnp.int32), z)["params"]
+        params = init_model.init(init_rng, z, jnp.ones((1, seq_len), jnp.int32), z)["params"]
         return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": init_opt_state(params), "rng": rng}
 
     return init_boxed
@@ -213,10 +217,11 @@ def lower_programs(cell: Cell, mesh) -> Programs:
 
 def backend_name() -> str:
     """This process's JAX backend in the names ModelConfig.resolve takes: 'cpu', 'gpu' or 'tpu'."""
-    import jax
+    import jax  # noqa: F401  (imported: local_backend then asks JAX itself)
 
-    platform = jax.devices()[0].platform
-    return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+    from scaling.settings import local_backend
+
+    return local_backend()
 
 
 def for_this_backend(cell: Cell) -> Cell:
@@ -260,8 +265,19 @@ def program_key(cell: Cell, mesh) -> tuple:
 def compiled_programs(cell: Cell, mesh):
     """``(Programs, (init, step, eval))`` compiled for ``cell`` on ``mesh``, reused within the process."""
     def build():
+        import jax
+
         progs = lower_programs(cell, mesh)
-        return progs, (compile_init(progs.init), progs.step.compile(), progs.eval.compile())
+        try:
+            return progs, (compile_init(progs.init), progs.step.compile(), progs.eval.compile())
+        except jax.errors.JaxRuntimeError as e:
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            # the compiler refuses a program that cannot fit the device: say so before any step
+            what = " ".join(str(e).split())[:300]
+            raise ConfigError(f"cell {cell.run_id} does not fit this device ({what}); plan it for its target with "
+                              f"`scaling plan EXP --target TYPE`, whose auto-fit picks remat, grad_accum and mesh") \
+                from None
 
     return _COMPILED.get(program_key(cell, mesh), build)
 

@@ -157,22 +157,35 @@ def env_name(field: str) -> str:
 
 
 # Device files an accelerator runtime opens: NVIDIA GPUs, TPU VMs (v4+: accel, v2/v3: vfio).
-ACCELERATOR_DEVICE_FILES = ("/dev/nvidia0", "/dev/accel0", "/dev/vfio")
+GPU_DEVICE_FILES = ("/dev/nvidia0",)
+TPU_DEVICE_FILES = ("/dev/accel0", "/dev/vfio")
 
 
-def is_cpu() -> bool:
-    """Whether this process computes on CPU: the one answer every module uses.
+def local_backend() -> str:
+    """This machine's backend, ``cpu`` | ``gpu`` | ``tpu``: the one answer every module uses.
 
     Once JAX is imported this is JAX's own answer (``jax.default_backend()``).  A process that
-    has not imported JAX (the sweep launcher) must not start JAX's backend just to ask: on a
-    TPU host that would claim the chips its workers need.  It answers from ``JAX_PLATFORMS``
-    and the accelerator device files instead.
+    has not imported JAX (the sweep launcher, the planner) must not start JAX's backend just to
+    ask: on a TPU host that would claim the chips its workers need.  It answers from
+    ``JAX_PLATFORMS`` and the accelerator device files instead.
     """
     if "jax" in sys.modules:
         import jax
 
-        return jax.default_backend() == "cpu"
-    platforms = os.environ.get("JAX_PLATFORMS", "")
-    if platforms:
-        return platforms.split(",")[0].strip() == "cpu"
-    return not any(os.path.exists(p) for p in ACCELERATOR_DEVICE_FILES)
+        platform = jax.default_backend()
+    else:
+        platforms = os.environ.get("JAX_PLATFORMS", "")
+        if platforms:
+            platform = platforms.split(",")[0].strip()
+        elif any(os.path.exists(p) for p in TPU_DEVICE_FILES):
+            platform = "tpu"
+        elif any(os.path.exists(p) for p in GPU_DEVICE_FILES):
+            platform = "gpu"
+        else:
+            platform = "cpu"
+    return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+
+
+def is_cpu() -> bool:
+    """Whether this process computes on CPU (:func:`local_backend`)."""
+    return local_backend() == "cpu"

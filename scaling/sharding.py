@@ -84,13 +84,18 @@ def make_mesh(spec: MeshConfig, devices: Sequence[Any] | None = None):
 
 
 def batch_shards(mesh) -> int:
-    """How many ways the batch dimension is split (data x fsdp)."""
-    return mesh.shape["data"] * mesh.shape["fsdp"]
+    """How many ways the batch dimension is split (data x fsdp); ``mesh``: a Mesh or its axis sizes."""
+    shape = getattr(mesh, "shape", mesh)
+    return shape["data"] * shape["fsdp"]
 
 
 def check_divisibility(mesh, *, batch_size: int, grad_accum: int, model_cfg, process_count: int = 1,
                        eval_batch_size: int | None = None) -> None:
-    """ConfigError (one line) if the batch or any sharded parameter dim does not divide its mesh axes."""
+    """ConfigError (one line) if the batch or any sharded parameter dim does not divide its mesh axes.
+
+    ``mesh``: a Mesh, or its axis sizes (a planner checking a target it does not have).
+    """
+    shape = getattr(mesh, "shape", mesh)
     n = batch_shards(mesh)
     micro = batch_size // grad_accum
     if micro % n:
@@ -101,7 +106,7 @@ def check_divisibility(mesh, *, batch_size: int, grad_accum: int, model_cfg, pro
                           f"{process_count} processes; use a multiple of {n * process_count}")
     if batch_size % process_count:
         raise ConfigError(f"batch_size={batch_size}: not divisible by the {process_count} processes")
-    t, f = mesh.shape["tensor"], mesh.shape["fsdp"]
+    t, f = shape["tensor"], shape["fsdp"]
     for name, v, ax, k in (("n_heads", model_cfg.n_heads, "tensor", t), ("ffw_size", model_cfg.ffw_size, "tensor", t),
                            ("vocab_size", model_cfg.vocab_size, "tensor", t), ("d_model", model_cfg.d_model, "fsdp", f)):
         if v % k:

@@ -187,10 +187,10 @@ class Plan:
 class Planner:
     """What a grid's ``expand`` builds cells with: shapes by size, per-cell rules, rows, warnings."""
 
-    def __init__(self, sweep: Sweep, est_rate: float | None):
+    def __init__(self, sweep: Sweep, est_rate: float | None, backend: str):
         from scaling import data as data_mod
 
-        self.sweep, self.recipe, self.est_rate = sweep, sweep.recipe, est_rate
+        self.sweep, self.recipe, self.est_rate, self.backend = sweep, sweep.recipe, est_rate, backend
         self.tokens_per_step = self.recipe.tokens_per_step
         self.vocab = self.recipe.vocab_size or int(data_mod.vocab_size(self.recipe.data))
         self.cells: list[Cell] = []
@@ -228,6 +228,9 @@ class Planner:
         ``fields``: other Cell fields the grid sets (a fork's ``trunk``, ``fork_step``...).
         """
         r = self.recipe
+        # execution choices (layer scan, attention kernel) and a 'default' compute dtype made
+        # concrete for the backend the sweep will train on (bf16 on accelerators: another run id)
+        cfg = cfg.for_backend(self.backend)
         if optim is not None:
             lr = peak_lr if peak_lr is not None else (r.lr_rule(cfg, counts) if r.lr_rule is not None else optim.peak_lr)
             optim = dataclasses.replace(optim, peak_lr=float(lr))
@@ -351,13 +354,20 @@ def throughput_estimate(out_dir: str | os.PathLike | None = None, settings=None)
         return None, f"no estimate ({type(e).__name__}: {e})"
 
 
-def plan(sweep: Sweep, *, out_dir: str | os.PathLike | None = None, estimate: bool = True, settings=None) -> Plan:
-    """Expand ``sweep`` into cells, one row of numbers per cell, and warnings (pure)."""
+def plan(sweep: Sweep, *, out_dir: str | os.PathLike | None = None, estimate: bool = True, settings=None,
+         backend: str | None = None) -> Plan:
+    """Expand ``sweep`` into cells, one row of numbers per cell, and warnings (pure).
+
+    ``backend`` (``cpu`` | ``gpu`` | ``tpu``): what the cells will train on (default: this
+    machine's, :func:`scaling.settings.local_backend`); a ``--target`` plan passes its own.
+    """
+    from scaling.settings import local_backend
+
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"experiment: expected a scaling.sweep.Sweep, got {type(sweep).__name__}")
     sweep.validate()
     rate, _ = throughput_estimate(out_dir, settings) if estimate else (None, "")
-    pl = Planner(sweep, rate)
+    pl = Planner(sweep, rate, backend or local_backend())
     sweep.grid.expand(pl)
     if not pl.cells:
         raise ConfigError("grid: expands to no cells; check sizes and budgets")

@@ -174,20 +174,22 @@ def test_tpu_scripts_dry_run():
                         "experiments/chinchilla_isoflop.py", "--out", "/mnt/scaling/c", "--dry-run"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
+    check, *lines = r.stdout.strip().splitlines()
+    # before any TPU time: every shape compiled for the pod's type here, and the sweep refused unless it fits
+    assert check.endswith("-m scaling.cli plan experiments/chinchilla_isoflop.py --target v4-32 --require-fit")
     assert lines[0] == ("gcloud compute tpus tpu-vm create sc --zone=us-central2-b --accelerator-type=v4-32 "
                         "--version=tpu-ubuntu2204-base")
     assert lines[1].startswith("gcloud compute tpus tpu-vm scp --recurse . 'sc:~/scaling'")
     assert all("--worker=all" in x for x in lines[1:])
     assert "pip install -e" in lines[2] and "gcsfuse" in lines[3]
     assert "SCALING_MULTIHOST=1" in lines[4] and "scaling.cli sweep experiments/chinchilla_isoflop.py" in lines[4]
-    assert "--out /mnt/scaling/c" in lines[4]
+    assert "--out /mnt/scaling/c" in lines[4] and "--target v4-32" in lines[4]
     q = subprocess.run([sys.executable, str(repo / "tpu_scripts" / "tpu.py"), "create", "--name", "sc", "--zone", "z",
                         "--queued", "--spot", "--dry-run"], capture_output=True, text=True, timeout=30)
     assert q.stdout.startswith("gcloud compute tpus queued-resources create sc --zone=z --node-id=sc")
     assert "--spot" in q.stdout
     w = subprocess.run([sys.executable, str(repo / "tpu_scripts" / "tpu.py"), "all", "--name", "sc", "--zone", "z",
                         "--queued", "--dry-run"], capture_output=True, text=True, timeout=30)
-    wl = w.stdout.splitlines()
+    wl = w.stdout.splitlines()[1:]  # after the fit check
     assert "queued-resources describe sc --zone=z" in wl[1] and "ACTIVE" in wl[1]
     assert wl[2].startswith("gcloud compute tpus tpu-vm scp")

@@ -6,16 +6,19 @@
     python tpu_scripts/tpu.py sweep   --name NAME --zone ZONE --experiment experiments/chinchilla_isoflop.py \\
                                       --out /mnt/scaling/chinchilla --bucket my-bucket
     python tpu_scripts/tpu.py delete  --name NAME --zone ZONE [--queued]
-    python tpu_scripts/tpu.py all ...  (create + install + sweep)
+    python tpu_scripts/tpu.py all ...  (fit check + create + install + sweep)
 
-Every sub-command takes ``--dry-run``: it prints the exact ``gcloud`` commands, one per line,
-and runs nothing (tests check these).  Without it the commands run in order and the script
-stops at the first failure.
+Every sub-command takes ``--dry-run``: it prints the exact commands, one per line, and runs
+nothing (tests check these).  Without it the commands run in order and the script stops at the
+first failure.  ``sweep`` and ``all`` start with a check on this machine, before any TPU time is
+spent: ``scaling plan EXP --target TYPE --require-fit`` AOT-compiles every shape of the sweep
+for the pod's topology (libtpu) and stops unless every cell fits; the pod's sweep then plans
+with the same ``--target`` (same cells, same auto-fit choices, same run ids).
 
 How a pod runs a sweep: ``gcloud compute tpus tpu-vm ssh --worker=all`` starts the same
 ``scaling sweep`` on every host with ``SCALING_MULTIHOST=1``; each worker joins one JAX
 job through ``jax.distributed.initialize()`` (TPU auto-detection) and all hosts train the
-same cells in the same order as one SPMD program (:func:`scaling.launch.worker._run_lockstep`).
+same cells in the same order as one SPMD program (the worker's lockstep mode).
 The sweep directory must be shared by all hosts: ``--bucket`` mounts a GCS bucket with
 gcsfuse at ``/mnt/scaling`` on every host.  Re-running ``sweep`` resumes: finished cells are
 skipped and partial ones restore their latest checkpoint.
@@ -84,11 +87,18 @@ def install_cmds(args) -> list[list[str]]:
     return cmds
 
 
+def check_cmds(args) -> list[list[str]]:
+    """Here, before any TPU time is spent: AOT-compile every shape of the sweep for the pod's type
+    (libtpu, on this machine) and stop unless every cell fits (auto-fit may refit some)."""
+    return [[sys.executable, "-m", "scaling.cli", "plan", args.experiment, "--target", args.type, "--require-fit"]]
+
+
 def sweep_cmds(args) -> list[list[str]]:
     env = "SCALING_MULTIHOST=1 SCALING_COMPILE_CACHE=" + shlex.quote(f"{args.out}/.jax_cache")
     run = (f"cd {REMOTE_DIR} && {env} python3 -m scaling.cli sweep {shlex.quote(args.experiment)} "
-           f"--out {shlex.quote(args.out)} --backend local --workers 1 2>&1 | tee -a ~/sweep.log")
-    return [_ssh(args, run)]
+           f"--out {shlex.quote(args.out)} --target {shlex.quote(args.type)} --backend local --workers 1 2>&1 "
+           f"| tee -a ~/sweep.log")
+    return check_cmds(args) + [_ssh(args, run)]
 
 
 def delete_cmds(args) -> list[list[str]]:
@@ -103,8 +113,8 @@ STEPS = {"create": create_cmds, "wait": wait_cmds, "install": install_cmds, "swe
 
 
 def commands(args) -> list[list[str]]:
-    if args.step == "all":
-        return create_cmds(args) + wait_cmds(args) + install_cmds(args) + sweep_cmds(args)
+    if args.step == "all":  # the fit check first: a sweep that cannot run never creates a pod
+        return check_cmds(args) + create_cmds(args) + wait_cmds(args) + install_cmds(args) + sweep_cmds(args)[1:]
     return STEPS[args.step](args)
 
 

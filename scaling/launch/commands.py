@@ -66,16 +66,57 @@ def _settings(args):
 
 
 # ------------------------------------------------------------------------------ plan
+def plan_sweep(sw, *, out_dir=None, settings=None, target: str | None = None, auto_fit: bool = True,
+               only: str | None = None, all_programs: bool = False, estimate: bool = True, quiet: bool = False,
+               hbm_gib: float | None = None):
+    """The sweep's plan; with ``target`` (e.g. ``v5p-128``) resolved for it, AOT-compiled shape by
+    shape and auto-fitted (:mod:`scaling.aot`), its rows carrying the target's columns."""
+    import dataclasses
+
+    from scaling import sweep as sweep_mod
+
+    if target is None:
+        return sweep_mod.plan(sw, out_dir=out_dir, estimate=estimate, settings=settings)
+    from scaling import aot
+    from scaling.targets import parse_target
+
+    t = parse_target(target)
+    if hbm_gib is not None:
+        if not hbm_gib > 0:
+            raise ConfigError(f"--hbm-gib {hbm_gib}: must be a positive number of GiB per chip")
+        t = dataclasses.replace(t, hbm_override=hbm_gib * 2**30)
+    p = sweep_mod.plan(sw, estimate=False, settings=settings, backend=t.backend)
+    if t.backend == "tpu":
+        import jax
+
+        jax.config.update("jax_platforms", "cpu")  # compile for the topology; this host's own backend stays CPU
+    say = None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.time()
+    cells, rows, _ = aot.plan_for_target(p.cells, p.rows, t, auto_fit=auto_fit, only=only,
+                                         all_programs=all_programs, progress=say)
+    if say:
+        say(f"AOT plan for {t.name}: {time.time() - t0:.0f} s")
+    return dataclasses.replace(p, cells=tuple(cells), rows=tuple(rows))
+
+
 def cmd_plan(args) -> int:
     from scaling import sweep as sweep_mod
 
     sw = sweep_mod.load_sweep(args.experiment)
-    p = sweep_mod.plan(sw, out_dir=args.out, settings=_settings(args))
+    target = getattr(args, "target", None)
+    p = plan_sweep(sw, out_dir=args.out, settings=_settings(args), target=target,
+                   auto_fit=not getattr(args, "no_auto_fit", False), only=getattr(args, "only", None),
+                   all_programs=getattr(args, "all_programs", False), hbm_gib=getattr(args, "hbm_gib", None))
     rows = list(p.rows)
+    bad = [r for r in rows if r.get("target") and not r.get("fits")]
     if args.format == "json":
         doc = {"sweep": sw.name, "cells": rows, "warnings": list(p.warnings)}
         if p.savings:
             doc["savings"] = p.savings
+        if target:
+            from scaling import aot
+
+            doc["target"] = {"name": target, "fits": not bad, "est_wall_s": aot.total_time(rows)}
         print(json.dumps(doc, indent=1, default=str))
     elif args.format == "csv":
         buf = io.StringIO()
@@ -84,18 +125,36 @@ def cmd_plan(args) -> int:
         w.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        rate, src = sweep_mod.throughput_estimate(args.out, _settings(args))
         cols = PLAN_TEXT_COLS + (("fork_step", "flops_trained") if p.savings else ())
+        cols += ("hbm_gib_per_chip", "fits", "remat", "grad_accum", "fit") if target else ()
         print(_table(rows, cols))
-        est = sum(r["est_wall_s"] or 0 for r in rows) if rate else None
-        print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention}); "
-              f"estimated {_hms(est)} of compute at {rate or 0:.3g} FLOP/s ({src})")
+        if target:
+            print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention})")
+        else:
+            rate, src = sweep_mod.throughput_estimate(args.out, _settings(args))
+            est = sum(r["est_wall_s"] or 0 for r in rows) if rate else None
+            print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention}); "
+                  f"estimated {_hms(est)} of compute at {rate or 0:.3g} FLOP/s ({src})")
         if p.savings:
             sv = p.savings
             print(f"WSD forks: {sv['flops']:.3g} FLOPs planned vs {sv['flops_independent']:.3g} for the same horizons "
                   f"as independent runs ({100 * sv['flops'] / sv['flops_independent']:.0f}%)")
+        if target:
+            from scaling import aot
+
+            print(f"\non {target}:\n" + aot.shape_table(rows))
+            n = sum(1 for r in rows if r.get("target"))
+            print(f"{n - len(bad)}/{n} cells fit; estimated accelerator time of the sweep "
+                  f"{aot.hours(aot.total_time(rows))} (XLA cost model" + (", estimate)" if rows and rows[0].get("estimate")
+                                                                         else ")"))
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if target and bad and getattr(args, "require_fit", False):
+        worst = max(bad, key=lambda r: r["hbm_gib_per_chip"])
+        print(f"error: {len(bad)} cell(s) do not fit {target}, e.g. {worst['run_id']} needs "
+              f"{worst['hbm_gib_per_chip']:.1f} GiB per chip{'' if not worst.get('target_error') else ' (' + worst['target_error'] + ')'}; "
+              f"plan with auto-fit (no --no-auto-fit), a larger target, or smaller cells", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -187,12 +246,13 @@ def prepare_data(out: Path, settings) -> float:
 
 def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = None, address: str | None = None,
               report: bool = True, retry_failed: bool = True, poll_s: float = 1.0, quiet: bool = False,
-              settings=None, train_fn: str | None = None) -> dict:
+              settings=None, train_fn: str | None = None, target: str | None = None, auto_fit: bool = True) -> dict:
     """Plan ``experiment`` (a path or a Sweep), train every cell on ``backend``, build results.
 
     ``settings``: the entry point's (default: read from the environment now); the workers get
     them.  ``train_fn``: ``"module:function"`` trained instead of :func:`scaling.train.train`
-    (tests).  Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report",
+    (tests).  ``target`` (e.g. ``v5p-128``): plan for it first (AOT compile, auto-fit) and
+    refuse to launch, naming the HBM it needs, if any cell does not fit.  Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report",
     "errors"}``.  Raises ConfigError for a malformed experiment before any worker starts.
     """
     from scaling import results as results_mod
@@ -207,7 +267,13 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
     t_start = time.time()
     sw = sweep_mod.load_sweep(experiment) if not isinstance(experiment, sweep_mod.Sweep) else experiment
     out = Path(out)
-    p = sweep_mod.plan(sw, out_dir=out if out.exists() else None, estimate=False, settings=settings)
+    p = plan_sweep(sw, out_dir=out if out.exists() else None, estimate=False, settings=settings, target=target,
+                   auto_fit=auto_fit, quiet=quiet)
+    bad = [r for r in p.rows if r.get("target") and not r.get("fits")]
+    if bad:
+        worst = max(bad, key=lambda r: r["hbm_gib_per_chip"])
+        raise ConfigError(f"--target {target}: {len(bad)} cell(s) do not fit, e.g. {worst['run_id']} needs "
+                          f"{worst['hbm_gib_per_chip']:.1f} GiB per chip; see `scaling plan EXP --target {target}`")
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     state.write_cells(out, p.cells, p.rows)
@@ -287,9 +353,20 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
 
 def cmd_sweep(args) -> int:
     res = run_sweep(args.experiment, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                    report=not args.no_report, retry_failed=not args.no_retry_failed, settings=_settings(args))
+                    report=not args.no_report, retry_failed=not args.no_retry_failed, settings=_settings(args),
+                    target=args.target, auto_fit=not args.no_auto_fit)
     st = res["states"]
     return 0 if st.get("done", 0) + st.get("diverged", 0) == len(res["plan"].cells) and not res["errors"] else 1
+
+
+def _target_flags(p) -> None:
+    p.add_argument("--target", help="plan for an accelerator: v4-N, v5p-N, v5litepod-N, v6e-N (AOT-compiled here), "
+                                    "a100-80gb-xN, h100-xN, h200-xN (estimated)")
+    p.add_argument("--no-auto-fit", action="store_true", help="report cells that do not fit instead of refitting them")
+    p.add_argument("--only", metavar="REGEX", help="compile only cells whose run id matches")
+    p.add_argument("--hbm-gib", type=float, help="plan against this much HBM per chip instead of the chip's (headroom)")
+    p.add_argument("--all-programs", action="store_true",
+                   help="compile init and eval for every shape (default: the train step, and all three for the largest)")
 
 
 def backend_names() -> tuple:
@@ -303,6 +380,8 @@ def add_commands(sub) -> None:
     p.add_argument("experiment", help="an experiment file, e.g. experiments/quickstart.py")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text")
     p.add_argument("--out", help="a sweep directory whose finished runs calibrate the wall-time estimate")
+    _target_flags(p)
+    p.add_argument("--require-fit", action="store_true", help="exit 3 unless every cell fits the target")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("sweep", help="train every cell of a sweep (resumable), then results table and report")
@@ -315,6 +394,9 @@ def add_commands(sub) -> None:
     p.add_argument("--address", help="Ray cluster address (ray backend; default: start a local Ray)")
     p.add_argument("--no-report", action="store_true", help="skip analysis.report at the end")
     p.add_argument("--no-retry-failed", action="store_true", help="leave FAILED cells alone on relaunch")
+    p.add_argument("--target", help="plan for this accelerator first (see `scaling plan --target`); refuse cells "
+                                    "that do not fit")
+    p.add_argument("--no-auto-fit", action="store_true", help="with --target: do not refit cells that do not fit")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("status", help="per-cell state of a sweep directory")
