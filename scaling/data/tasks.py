@@ -34,6 +34,15 @@ from scaling.data.c4 import DEFAULT_VOCAB, TFDS_NAME as C4_TFDS
 PYSTDLIB_VOCABS = ("byte", "sp512", "sp1024", "sp4096", "sp32000")
 
 
+
+def text_preprocessors() -> list:
+    """A text task's seqio preprocessors: text -> targets, tokenize, EOS per document, cache, split rows."""
+    return [functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+            seqio.preprocessors.tokenize,
+            seqio.preprocessors.append_eos,
+            seqio.CacheDatasetPlaceholder(),
+            split_tokens]
+
 def split_tokens(dataset, sequence_length, output_features=None, feature_key="targets"):
     """Chop each document into pieces of <= L tokens (seqio 0.0.20 has no split_tokens).
 
@@ -134,13 +143,7 @@ def register_all() -> list[str]:
                                         tfds_name=f"{pystdlib.TFDS_NAME}:{pystdlib.TFDS_VERSION}",
                                         tfds_data_dir=pystdlib.tfds_dir(data_dir, h), read_only=True,
                                         splits=("train", "validation")),
-            preprocessors=[
-                functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
-                seqio.preprocessors.tokenize,
-                seqio.preprocessors.append_eos,
-                seqio.CacheDatasetPlaceholder(),
-                split_tokens,
-            ],
+            preprocessors=text_preprocessors(),
             output_features={"targets": seqio.Feature(vocab, add_eos=True, dtype=tf.int32)},
             shuffle_buffer_size=10_000)
         task.scaling_metadata = {"corpus_hash": h, "entropy_rate": None}
@@ -164,13 +167,7 @@ def register_all() -> list[str]:
     task = seqio.TaskRegistry.add(
         "c4_en",
         source=seqio.TfdsDataSource(tfds_name=C4_TFDS),
-        preprocessors=[
-            functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
-            seqio.preprocessors.tokenize,
-            seqio.preprocessors.append_eos,
-            seqio.CacheDatasetPlaceholder(),
-            split_tokens,
-        ],
+        preprocessors=text_preprocessors(),
         output_features={"targets": seqio.Feature(
             seqio.SentencePieceVocabulary(Settings.from_environ().c4_vocab or DEFAULT_VOCAB, extra_ids=0),
             add_eos=True, dtype=tf.int32)},
