@@ -162,3 +162,24 @@ def test_stack_max_is_one_in_a_multi_process_job(monkeypatch):
 
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     assert stack_max(Settings(stack_max=8)) == 1
+
+
+def test_stacked_scanned_layers_with_remat_match_training_alone(tmp_path):
+    """The accelerator layout (layers under one nn.scan, remat dots) stacks like the unrolled one:
+    vmap over members of a scanned body gives each member's own curve, and a member's checkpoint
+    (scanned layout) resumes with plain train."""
+    model = dataclasses.replace(MODEL, scan_layers=True, remat="dots")
+    cells = [dataclasses.replace(member(n, lr=lr, seed=i), model=model)
+             for i, (n, lr) in enumerate((("s0", 3e-3), ("s1", 1e-2)))]
+    alone_dirs = [tmp_path / "alone" / c.name for c in cells]
+    refs = [train(c, d) for c, d in zip(cells, alone_dirs)]
+    dirs = [tmp_path / "stacked" / c.name for c in cells]
+    s = train_stacked(cells, dirs, stop_after_step=8)
+    assert [(x["state"], x["stacked"]) for x in s] == [("partial", 2)] * 2
+    assert json.loads((dirs[0] / "config.json").read_text())["model"]["scan_layers"] is True
+    assert train(cells[1], dirs[1])["state"] == "done"  # a stacked scanned checkpoint, resumed alone
+    assert train_stacked(cells[:1], dirs[:1])[0]["state"] == "done"
+    for c, d, ref, ref_dir in zip(cells, dirs, refs, alone_dirs):
+        _assert_same_run(d, ref_dir)
+        np.testing.assert_allclose(json.loads((d / "summary.json").read_text())["final_eval_loss"],
+                                   ref["final_eval_loss"], rtol=1e-5)
