@@ -119,8 +119,10 @@ def _identifiability(summary) -> list[str]:
                     _num(d["corr_logN_logD"], ".3f"))])
     if "param_correlation" in d:
         p = d["params"]
+        # None: the Gauss-Newton matrix is singular (an infinite condition number, stored as null)
+        cond = d["condition_number"]
         out += ["", "Parameter correlations (Gauss-Newton), condition number "
-                f"{d['condition_number']:.3g}:", ""]
+                + (f"{cond:.3g}:" if cond is not None else "infinite (this design does not pin every parameter):"), ""]
         out += _table([""] + p, [[p[i]] + [f"{v:+.3f}" for v in row] for i, row in enumerate(d["param_correlation"])])
         tight = [(p[i], p[j], d["param_correlation"][i][j]) for i in range(len(p)) for j in range(i + 1, len(p))
                  if abs(d["param_correlation"][i][j]) > 0.95]

@@ -10,21 +10,34 @@ properly annealed final loss at every point, so Approaches 1 and 3 fit it direct
 cosine N x D grid of the same horizons would cost more than twice the FLOPs
 (``scaling plan experiments/wsd_quickstart.py`` prints the savings).
 
-Same recipe as the quickstart (:mod:`quickstart`: bytes, seq 128, batch 16, the per-size LR
-rule, 5% warmup), same shapes.  The peak LR rule was fitted for cosine runs; WSD wants about
-the same peak (Hägele et al. 2024), which the comparison with the cosine quickstart tests.
+Same recipe as the quickstart (:mod:`quickstart`: bytes, seq 128, batch 16, 5% warmup), same
+shapes, and the quickstart's per-size LR rule times :data:`WSD_LR_FACTOR`: the cosine rule was
+fitted at 10 tokens per parameter, and a trunk that holds its peak for 80% of horizons up to 600
+tokens per parameter does best lower (measured by :mod:`wsd_lr_sweep`; README "Cheaper sweeps").
 """
 
-from quickstart import RECIPE, shape
+import dataclasses
+
+from quickstart import RECIPE, peak_lr, shape
 
 from scaling.sweep import Sweep, WSDFork
 
-SIZES = (10368, 20160, 33024, 48960, 67968, 90048, 143424)  # total parameters: quickstart shapes d16 ... d80
+SIZES = (10368, 20160, 33024, 48960, 67968, 90048, 143424)  # total parameters: quickstart shapes d16 ... d72
+HORIZONS = (8e5, 1.6e6, 2.4e6, 3.2e6, 4.8e6, 6.4e6)  # tokens
+
+# best trunk LR / cosine rule, geometric mean over sizes (python experiments/wsd_lr_sweep.py runs/wsd_lr_sweep)
+WSD_LR_FACTOR = 0.650
+
+
+def wsd_peak_lr(model, counts) -> float:
+    """The cosine rule scaled for WSD trunks (``Recipe.lr_rule``)."""
+    return WSD_LR_FACTOR * peak_lr(model, counts)
+
 
 SWEEP = Sweep(
     name="wsd_quickstart",
-    recipe=RECIPE,
-    grid=WSDFork(sizes=SIZES, tokens=(8e5, 1.6e6, 2.4e6, 3.2e6, 4.8e6, 6.4e6), decay_frac=0.2,
+    recipe=dataclasses.replace(RECIPE, lr_rule=wsd_peak_lr),
+    grid=WSDFork(sizes=SIZES, tokens=HORIZONS, decay_frac=0.2,
                  decay_shape="linear"),
     family=shape,
     n_basis="total",

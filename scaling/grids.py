@@ -114,6 +114,12 @@ def _check_horizons(grid) -> None:
             raise ConfigError(f"grid token horizon {t!r}: must be positive")
 
 
+def _check_lrs(lrs) -> None:
+    for lr in lrs:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"grid.peak_lrs: {lr!r} is not a positive learning rate")
+
+
 def _fmt_num(x: float) -> str:
     return f"{x:.2g}".replace("e+0", "e").replace("e+", "e")
 
@@ -134,9 +140,7 @@ class NxD:
 
     def validate(self) -> None:
         _check_horizons(self)
-        for lr in self.peak_lrs:
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ConfigError(f"grid.peak_lrs: {lr!r} is not a positive learning rate")
+        _check_lrs(self.peak_lrs)
 
     def expand(self, pl: "Planner") -> None:
         for size in self.sizes:
@@ -271,6 +275,7 @@ class Allocation:
 DECAY_SHAPES = ("linear", "1-sqrt", "cosine")
 
 
+
 @dataclasses.dataclass(frozen=True)
 class WSDFork:
     """Per size, one warmup-stable trunk and one cooled-down fork per token horizon.
@@ -285,7 +290,8 @@ class WSDFork:
     checkpoints exactly at every fork step, keeping them.  Every member of a size shares the
     warmup (the recipe's, ``warmup_frac`` taken of the shortest horizon) and the peak LR (the
     recipe's ``lr_rule``), so each fork is step for step the independent WSD run of its
-    horizon (group ``wsd_fork``).
+    horizon (group ``wsd_fork``).  With ``peak_lrs`` every size gets one trunk (and its forks)
+    per learning rate instead: a WSD LR sweep (``experiments/wsd_lr_sweep.py``).
     """
 
     sizes: tuple[Size, ...]
@@ -293,9 +299,11 @@ class WSDFork:
     tokens_per_param: tuple[float, ...] = ()
     decay_frac: float = 0.2
     decay_shape: str = "linear"
+    peak_lrs: tuple[float, ...] = ()  # non-empty: one trunk per (size, LR) (an LR sweep)
 
     def validate(self) -> None:
         _check_horizons(self)
+        _check_lrs(self.peak_lrs)
         if not (isinstance(self.decay_frac, (int, float)) and 0 < self.decay_frac < 1):
             raise ConfigError(f"grid.decay_frac={self.decay_frac!r}: must be in (0, 1) (Hägele et al.: 0.2)")
         if self.decay_shape not in DECAY_SHAPES:
@@ -331,8 +339,11 @@ class WSDFork:
             # recipe's values and grids that differ only in their cooldowns share one trunk.
             trunk_optim = dataclasses.replace(optim, schedule="constant", decay_frac=r.optim.decay_frac,
                                               decay_shape=r.optim.decay_shape)
-            trunk = pl.add(cfg, counts, fpt, max(starts), budget=None, group="wsd_trunk", label=f"{name}-trunk",
-                           target=target, optim=trunk_optim, checkpoint_steps=tuple(sorted(set(starts))))
-            for t, h, k in zip(horizons, steps, starts):
-                pl.add(cfg, counts, fpt, h, budget=None, group="wsd_fork", label=f"{name}-D{_fmt_num(t)}-wsd",
-                       target=target, optim=optim, trunk=trunk.run_id, fork_step=k)
+            for lr in (self.peak_lrs or (None,)):
+                tag = "" if lr is None else f"-lr{lr:.2g}"
+                trunk = pl.add(cfg, counts, fpt, max(starts), budget=None, group="wsd_trunk",
+                               label=f"{name}{tag}-trunk", target=target, optim=trunk_optim, peak_lr=lr,
+                               checkpoint_steps=tuple(sorted(set(starts))))
+                for t, h, k in zip(horizons, steps, starts):
+                    pl.add(cfg, counts, fpt, h, budget=None, group="wsd_fork", label=f"{name}-D{_fmt_num(t)}{tag}-wsd",
+                           target=target, optim=optim, peak_lr=lr, trunk=trunk.run_id, fork_step=k)

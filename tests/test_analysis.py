@@ -230,6 +230,18 @@ def test_identifiability_and_backtest():
     assert abs(bt["approach2"]["n_opt_rel_error"]) < 0.2
 
 
+def test_markdown_names_a_singular_design_instead_of_crashing():
+    # a singular Gauss-Newton matrix has an infinite condition number, which fits.json stores as null
+    from analysis.report_md import _identifiability
+
+    d = {"n_points": 8, "n_budgets": 2, "span_log10_N": 0.4, "span_log10_D": 0.9, "corr_logN_logD": 0.0,
+         "params": ["a", "b"], "param_correlation": [[1.0, 0.2], [0.2, 1.0]], "condition_number": None}
+    text = "\n".join(_identifiability({"identifiability": d}))
+    assert "condition number infinite" in text
+    d["condition_number"] = 12.5
+    assert "condition number 12.5:" in "\n".join(_identifiability({"identifiability": d}))
+
+
 # ----------------------------------------------------------------------------- report + CLI
 
 def test_write_report_small_sweep(tmp_path):

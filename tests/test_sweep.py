@@ -231,6 +231,38 @@ def test_lr_sweep_fit_recovers_a_known_rule_and_feeds_the_quickstart(tmp_path, m
     assert quickstart.peak_lr(None, counts) == quickstart.LR_MAX
 
 
+def test_wsd_lr_sweep_fit_recovers_a_known_factor_and_feeds_wsd_quickstart(tmp_path, monkeypatch):
+    """``experiments/wsd_lr_sweep.fit_lr_factor`` on forks whose losses are parabolas in log LR
+    around 0.6 x the cosine rule (every horizon, with its own offset; trunk rows ignored): it
+    must recover 0.6; and ``wsd_quickstart`` must plan its trunks at the factor it documents."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import quickstart
+    import wsd_lr_sweep
+
+    rows = []
+    for n in wsd_lr_sweep.SIZES:
+        best = 0.6 * quickstart.LR_REF * (n / quickstart.N_REF) ** -quickstart.LR_EXP
+        for t in wsd_lr_sweep.HORIZONS:
+            for lr in wsd_lr_sweep.LRS:
+                rows.append({"state": "done", "group": "wsd_fork", "n_total": n, "tokens": t, "peak_lr": lr,
+                             "eval_loss": 2.0 - 0.1 * math.log(t) + 0.05 * math.log(lr / best) ** 2})
+        rows.append({"state": "done", "group": "wsd_trunk", "n_total": n, "tokens": 1e9, "peak_lr": 1.0,
+                     "eval_loss": 0.1})
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    fit = wsd_lr_sweep.fit_lr_factor(str(tmp_path / "results.csv"))
+    assert fit["factor"] == pytest.approx(0.6, rel=1e-6)
+    for (n, t), (lr, _) in fit["per_horizon"].items():
+        assert lr == pytest.approx(fit["best"][n], rel=1e-6)
+    import wsd_quickstart
+
+    p = plan(load_sweep(EXPERIMENTS / "wsd_quickstart.py"), estimate=False)
+    for c in p.cells:
+        assert c.optim.peak_lr == pytest.approx(wsd_quickstart.WSD_LR_FACTOR
+                                                * quickstart.peak_lr(c.model, accounting.count_params(c.model)))
+
+
 def test_synthetic_isoflop_runs_a_source_with_a_known_entropy_rate():
     sw = load_sweep(EXPERIMENTS / "synthetic_isoflop.py")
     from scaling.data.synthetic_markov import MarkovSpec, entropy_rate

@@ -67,6 +67,20 @@ def test_plan_trunk_forks_steps_and_savings():
     assert plan(sweep(decay_shape="1-sqrt"), estimate=False).cells[1].run_id != p.cells[1].run_id
 
 
+def test_peak_lrs_give_one_trunk_per_lr_with_its_own_forks():
+    p = plan(sweep(sizes=(1,), peak_lrs=(1e-3, 4e-3)), estimate=False)
+    trunks = [c for c in p.cells if c.group == "wsd_trunk"]
+    assert sorted(t.optim.peak_lr for t in trunks) == [1e-3, 4e-3]
+    for t in trunks:
+        mine = [c for c in p.cells if c.trunk == t.run_id]
+        assert len(mine) == 3 and {c.optim.peak_lr for c in mine} == {t.optim.peak_lr}
+        assert all(f"-lr{t.optim.peak_lr:.2g}-" in c.name + "-" for c in mine + [t])
+    # without peak_lrs the recipe's LR (no tag): the LR sweep does not rename a plain grid's cells
+    assert [c.optim.peak_lr for c in plan(sweep(), estimate=False).cells] == [3e-3] * 4
+    with pytest.raises(ConfigError, match=r"grid.peak_lrs: -1 is not a positive learning rate"):
+        plan(sweep(peak_lrs=(-1,)), estimate=False)
+
+
 @pytest.mark.parametrize("grid, needle", [
     (dict(decay_frac=0.0), "grid.decay_frac=0.0: must be in (0, 1)"),
     (dict(decay_frac=1.0), "grid.decay_frac=1.0: must be in (0, 1)"),
