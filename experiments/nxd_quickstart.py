@@ -3,7 +3,7 @@
 ``scaling sweep experiments/nxd_quickstart.py --out runs/nxd_quickstart`` trains every size of
 :mod:`wsd_quickstart` at each of its token horizons from scratch with the quickstart's recipe
 (cosine to its own horizon, the cosine LR rule): the grid the forks replace, at about twice
-their FLOPs (about 20 minutes on 2 CPU cores).  Fitting both tables compares the schedules on
+their FLOPs (about 14 minutes on 2 CPU cores).  Fitting both tables compares the schedules on
 one design; the cosine quickstart (an IsoFLOP design over other (N, D) points) is not that
 comparison, because Approach 3's exponent moves with the points it is given.
 """

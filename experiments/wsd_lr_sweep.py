@@ -5,7 +5,7 @@ tokens per parameter.  A WSD trunk holds its peak for 80% of every horizon and o
 serves horizons from 6 to 600 tokens per parameter, so its best peak need not be cosine's.
 Two sizes of ``wsd_quickstart`` (d24 and d40), each one trunk per peak LR (five, a factor 2
 apart, bracketing the cosine rule at both sizes) with forks at 0.8M-6.4M tokens, the
-``wsd_quickstart`` span: 50 cells, about 8 minutes on 2 CPU cores::
+``wsd_quickstart`` span: 50 cells, about 5 minutes on 2 CPU cores::
 
     scaling sweep experiments/wsd_lr_sweep.py --out runs/wsd_lr_sweep
     python experiments/wsd_lr_sweep.py runs/wsd_lr_sweep
