@@ -275,7 +275,6 @@ class Allocation:
 DECAY_SHAPES = ("linear", "1-sqrt", "cosine")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class WSDFork:
     """Per size, one warmup-stable trunk and one cooled-down fork per token horizon.
