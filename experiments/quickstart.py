@@ -64,10 +64,15 @@ def shape(n: float, vocab_size: int, seq_len: int) -> ModelConfig:
 LR_REF, N_REF, LR_EXP, LR_MIN, LR_MAX = 7.4e-3, 1e5, 0.79, 2e-3, 4e-2
 
 
+def lr_for(n_total: float) -> float:
+    """The rule at ``n_total`` total parameters (clipped to the swept range)."""
+    lr = LR_REF * (n_total / N_REF) ** (-LR_EXP)
+    return float(min(LR_MAX, max(LR_MIN, lr)))
+
+
 def peak_lr(model: ModelConfig, counts) -> float:
     """The per-size peak learning rate (``Recipe.lr_rule``)."""
-    lr = LR_REF * (counts.total / N_REF) ** (-LR_EXP)
-    return float(min(LR_MAX, max(LR_MIN, lr)))
+    return lr_for(counts.total)
 
 
 RECIPE = Recipe(

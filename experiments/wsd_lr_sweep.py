@@ -49,7 +49,7 @@ def fit_lr_factor(results_csv: str) -> dict:
 
     df = pd.read_csv(results_csv)
     forks = df[(df.state == "done") & (df.group == "wsd_fork")]
-    rule = {float(n): quickstart.LR_REF * (n / quickstart.N_REF) ** -quickstart.LR_EXP for n in forks.n_total.unique()}
+    rule = {float(n): quickstart.lr_for(n) for n in forks.n_total.unique()}
     mean = forks.groupby(["n_total", "peak_lr"]).eval_loss.mean().reset_index()
     shared = vertex_power_law({float(n): (np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy())
                                for n, g in mean.groupby("n_total")}, local=True, min_groups=1)
