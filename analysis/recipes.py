@@ -7,8 +7,14 @@ at a budget C, the compute B needs to reach the loss A reaches compute-optimally
 ``C_B = L*_B^-1(L*_A(C))``, and the gain is ``C / C_B`` (2.0: B gets there with half the
 compute; below 1: B is worse).  The gain is given at every budget of A that lies inside B's
 range (with both tables' measured IsoFLOP minima for reference) and extrapolated to larger
-budgets, each with a bootstrap interval: runs are resampled within budgets in both tables
-independently and both laws refitted, K times (seeded).
+budgets, each with a bootstrap interval: runs are resampled within budgets and both laws
+refitted, K times (seeded).  ``differences`` gives B - A for the law's exponents a and b and its
+parameters, with intervals from the same resamples.
+
+Two tables of the same design (the same (N, D) points, e.g. WSD forks against independent cosine
+runs of the same horizons) are resampled **paired**: one draw picks the same points from both, so
+the intervals of the differences hold the design fixed and measure only how the two recipes' losses
+differ.  Tables of different designs are resampled independently.
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ class Comparison:
     warnings: tuple[str, ...]
     minima_a: pd.DataFrame | None = None
     minima_b: pd.DataFrame | None = None
+    differences: pd.DataFrame | None = None   # one row per quantity: value_a, value_b, diff (B - A), interval
+    paired: bool = False                      # same (N, D) points in both tables, resampled together
 
     def to_markdown(self) -> str:
         a, b = self.labels
@@ -91,6 +99,15 @@ class Comparison:
                      f"{fmt(r['c_b'], '.3g')} | **{fmt(r['gain'], '.2f')}x** | "
                      f"[{fmt(r['gain_lo'], '.2f')}, {fmt(r['gain_hi'], '.2f')}] | {fmt(r['measured_a'], '.4f')} | "
                      f"{fmt(r['measured_b'], '.4f')} | {fmt(r['gain_measured'], '.2f')} |")
+        if self.differences is not None:
+            how = ("paired: both tables hold the same (N, D) points, resampled together" if self.paired
+                   else "the tables' designs differ: resampled independently")
+            L += ["", f"Law of **{b}** minus law of **{a}** ({int(100 * self.level)}% bootstrap intervals, "
+                  f"{how}):", "", f"| quantity | {a} | {b} | {b} - {a} | interval | relative |",
+                  "|---|---|---|---|---|---|"]
+            for _, r in self.differences.iterrows():
+                L.append(f"| {r['quantity']} | {r['value_a']:.4g} | {r['value_b']:.4g} | **{r['diff']:+.4g}** | "
+                         f"[{fmt(r['diff_lo'], '+.4g')}, {fmt(r['diff_hi'], '+.4g')}] | {fmt(100 * r['rel'], '+.2f')}% |")
         if self.warnings:
             L += [""] + [f"- {w}" for w in self.warnings]
         return "\n".join(L) + "\n"
@@ -98,7 +115,40 @@ class Comparison:
     def as_dict(self) -> dict:
         return {"labels": list(self.labels), "law": self.fit_a.law.name, "K": self.K,
                 "level": self.level, "fit_a": self.fit_a.as_dict(), "fit_b": self.fit_b.as_dict(),
-                "table": self.table.to_dict(orient="records"), "warnings": list(self.warnings)}
+                "table": self.table.to_dict(orient="records"), "paired": self.paired,
+                "differences": None if self.differences is None else self.differences.to_dict(orient="records"),
+                "warnings": list(self.warnings)}
+
+
+def matched_rows(fa: pd.DataFrame, fb: pd.DataFrame, rtol: float = 1e-6) -> np.ndarray | None:
+    """``perm`` with ``fb.iloc[perm[i]]`` at the (N, D) point of ``fa.iloc[i]`` for every row, when
+    the two prepared frames hold the same points (same multiset, relative tolerance ``rtol``);
+    else None."""
+    if len(fa) != len(fb):
+        return None
+    ka, kb = (np.log(f[["N", "D"]].to_numpy(dtype=np.float64)) for f in (fa, fb))
+    oa, ob = np.lexsort(ka.T[::-1]), np.lexsort(kb.T[::-1])
+    if not np.allclose(ka[oa], kb[ob], rtol=0.0, atol=rtol):
+        return None
+    perm = np.empty(len(fa), dtype=np.int64)
+    perm[oa] = ob
+    return perm
+
+
+def _differences(fits, samples, level: float) -> pd.DataFrame:
+    """B - A for a, b and every parameter both laws name, point and percentile interval."""
+    names = ["a", "b"] + [p for p in fits[0].named if p in fits[1].named]
+    q = (1 - level) / 2
+    rows = []
+    for name in names:
+        va, vb = (float(unc.law_samples(f.law, np.array([f.x]), name)[0]) for f in fits)
+        d = unc.law_samples(fits[1].law, samples[1], name) - unc.law_samples(fits[0].law, samples[0], name)
+        d = d[np.isfinite(d)]
+        rows.append({"quantity": name, "value_a": va, "value_b": vb, "diff": vb - va,
+                     "diff_lo": float(np.quantile(d, q)) if d.size else np.nan,
+                     "diff_hi": float(np.quantile(d, 1 - q)) if d.size else np.nan,
+                     "rel": vb / va - 1 if va != 0 else np.nan, "n_boot": int(d.size)})
+    return pd.DataFrame(rows)
 
 
 def _minima(frame) -> pd.DataFrame | None:
@@ -148,11 +198,19 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, loss_col: str, n_col: str
     C_eval = np.concatenate([shared, extra])
     Cgrid = np.logspace(math.log10(min(lo_a, lo_b)) - 3, math.log10(max(C_eval.max(), hi_a, hi_b)) + 3, 600)
     point = [np.array([f.x]) for f in fits]
+    perm = matched_rows(fa, fb)
+    counts = [unc.resample_counts(fa["budget"].to_numpy(), K, seed)]
+    if perm is None:
+        counts.append(unc.resample_counts(fb["budget"].to_numpy(), K, seed + 1))
+    else:                                   # paired: B's row perm[i] is drawn as often as A's row i
+        cb_ = np.empty_like(counts[0])
+        cb_[:, perm] = counts[0]
+        counts.append(cb_)
     samples = []
-    for f, fr, s in zip(fits, frames, (seed, seed + 1)):
-        counts = unc.resample_counts(fr["budget"].to_numpy(), K, s)
+    for f, fr, w, s in zip(fits, frames, counts, (seed, seed + 1)):
         y = np.log(fr["loss"].to_numpy())[None]
-        samples.append(unc.refit_rows(f, inputs_of(fr), y, counts, unc.law_starts(f, 2, s), HUBER_DELTA))
+        samples.append(unc.refit_rows(f, inputs_of(fr), y, w, unc.law_starts(f, 2, s if perm is None else seed),
+                                      HUBER_DELTA))
 
     def gains(Sa, Sb):
         la = frontier_losses(fits[0].law, Sa, C_eval, fits[0].k)          # (K, nC)
@@ -197,4 +255,5 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, loss_col: str, n_col: str
         if fin.size < 0.9 * K:
             warns.append(f"C={C:.3g}: {K - fin.size} of {K} resamples could not reach A's loss within "
                          f"the tabulated range; the interval uses the rest")
-    return Comparison(tuple(labels), fits[0], fits[1], pd.DataFrame(rows), K, level, tuple(warns), ma, mb)
+    return Comparison(tuple(labels), fits[0], fits[1], pd.DataFrame(rows), K, level, tuple(warns), ma, mb,
+                      differences=_differences(fits, samples, level), paired=perm is not None)

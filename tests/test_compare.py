@@ -85,3 +85,35 @@ def test_cli_compare_and_report_section(tmp_path, capsys):
     md = (tmp_path / "rep" / "fits.md").read_text()
     assert "## Recipe comparison" in md and (tmp_path / "rep" / "compare.png").exists()
     assert np.isfinite(s["compare"]["table"][0]["gain_lo"])
+
+
+def test_compare_pairs_tables_of_the_same_design():
+    """Same (N, D) points in both tables (e.g. WSD forks vs cosine runs of the same horizons):
+    resampled together, so the law differences isolate the recipes.  B's data term falls faster
+    (beta + 0.06): the paired interval of beta's difference holds the truth and excludes 0."""
+    a = pub.CHINCHILLA_ROUNDED
+    b = LawParams(a.E, a.A, a.B, a.alpha, a.beta + 0.06)
+    df_a = synthetic_isoflop(law=a, noise=0.002, seed=1)
+    rng = np.random.default_rng(2)
+    df_b = df_a.assign(eval_loss=[float(b.loss(n, d)) * math.exp(0.002 * rng.standard_normal())
+                                  for n, d in zip(df_a.n_total, df_a.tokens)])
+    cmp = analysis.compare(df_a, df_b.sample(frac=1.0, random_state=0), **COLS, K=60)   # row order is irrelevant
+    assert cmp.paired
+    d = cmp.differences.set_index("quantity")
+    assert d.loc["beta", "diff"] == pytest.approx(0.06, abs=0.02)
+    assert 0 < d.loc["beta", "diff_lo"] < 0.06 < d.loc["beta", "diff_hi"]
+    assert d.loc["a", "diff"] > 0 and d.loc["a", "diff"] == pytest.approx(-d.loc["b", "diff"])
+    md = cmp.to_markdown()
+    assert "paired: both tables hold the same (N, D) points" in md and "| beta |" in md
+    # a table against itself, shuffled: every resample picks the same runs, so every difference is 0
+    same = analysis.compare(df_a, df_a.iloc[::-1], **COLS, K=20)
+    assert same.paired
+    sd = same.differences
+    assert (np.abs(sd[["diff", "diff_lo", "diff_hi"]].to_numpy()).max(axis=1) <= 1e-6 * np.abs(sd["value_a"])).all()
+    # other designs: independent resamples, and the same table's differences then have width
+    df_c, df_d = _pair()
+    other = analysis.compare(df_c, df_d, **COLS, K=20)
+    assert not other.paired and "resampled independently" in other.to_markdown()
+    pts = df_a.assign(N=df_a.n_total, D=df_a.tokens)
+    assert analysis.recipes.matched_rows(pts, pts.assign(D=pts.D * 1.01)) is None
+    assert analysis.recipes.matched_rows(pts, pts.iloc[1:]) is None

@@ -263,6 +263,34 @@ def test_wsd_lr_sweep_fit_recovers_a_known_factor_and_feeds_wsd_quickstart(tmp_p
                                                 * quickstart.peak_lr(c.model, accounting.count_params(c.model)))
 
 
+def test_cosine_short_lr_reads_the_best_cosine_run_and_the_fork_at_its_point(tmp_path, monkeypatch):
+    """``experiments/cosine_short_lr.best_cosine_vs_fork``: per size the lowest cosine loss over
+    the LRs, beside the WSD fork at the same (N, tokens) (not a trunk, not another horizon); and
+    the sweep plans one cosine cell per (size, LR) at wsd_quickstart's shortest horizon."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import cosine_short_lr as csl
+    import wsd_quickstart
+
+    assert csl.TOKENS == min(wsd_quickstart.HORIZONS) and set(csl.SIZES) <= set(wsd_quickstart.SIZES)
+    p = plan(load_sweep(EXPERIMENTS / "cosine_short_lr.py"), estimate=False)
+    assert len(p.cells) == len(csl.SIZES) * len(csl.LRS)
+    assert {c.optim.schedule for c in p.cells} == {"cosine"} and {c.optim.peak_lr for c in p.cells} == set(csl.LRS)
+    cos = [{"state": "done", "n_total": n, "tokens": 798720, "steps": 390, "peak_lr": lr,
+            "eval_loss": 2.0 + (math.log(lr) - math.log(1e-2)) ** 2 + (0 if n == 10 else 0.5)}
+           for n in (10, 20) for lr in (4e-3, 1e-2, 2e-2)]
+    cos.append({"state": "failed", "n_total": 10, "tokens": 798720, "steps": 390, "peak_lr": 8e-3, "eval_loss": 0.1})
+    forks = [{"state": "done", "group": g, "n_total": n, "tokens": t, "peak_lr": 5e-3, "eval_loss": v}
+             for g, n, t, v in (("wsd_fork", 10, 798720, 1.9), ("wsd_fork", 10, 1599488, 1.5),
+                                ("wsd_trunk", 10, 798720, 1.0), ("wsd_fork", 20, 798720, 2.6))]
+    pd.DataFrame(cos).to_csv(tmp_path / "cos.csv", index=False)
+    pd.DataFrame(forks).to_csv(tmp_path / "forks.csv", index=False)
+    out = {r["n_total"]: r for r in csl.best_cosine_vs_fork(str(tmp_path / "cos.csv"), str(tmp_path / "forks.csv"))}
+    assert out[10]["best_lr"] == 1e-2 and out[10]["best_loss"] == pytest.approx(2.0) and out[10]["fork_loss"] == 1.9
+    assert out[20]["best_loss"] == pytest.approx(2.5) and out[20]["fork_loss"] == 2.6 and len(out[10]["lrs"]) == 3
+
+
 def test_synthetic_isoflop_runs_a_source_with_a_known_entropy_rate():
     sw = load_sweep(EXPERIMENTS / "synthetic_isoflop.py")
     from scaling.data.synthetic_markov import MarkovSpec, entropy_rate
