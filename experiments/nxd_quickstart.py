@@ -5,7 +5,10 @@
 (cosine to its own horizon, the cosine LR rule): the grid the forks replace, at about twice
 their FLOPs (about 14 minutes on 2 CPU cores).  Fitting both tables compares the schedules on
 one design; the cosine quickstart (an IsoFLOP design over other (N, D) points) is not that
-comparison, because Approach 3's exponent moves with the points it is given.
+comparison, because Approach 3's exponent moves with the points it is given.  Both tables
+hold the same points, so ``scaling fit`` compares them paired (the same resamples from both)::
+
+    scaling fit runs/nxd_quickstart --approach 3 --compare runs/wsd_quickstart --labels "cosine N x D,WSD forks"
 """
 
 from quickstart import RECIPE, shape
