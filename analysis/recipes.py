@@ -203,9 +203,9 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, loss_col: str, n_col: str
     if perm is None:
         counts.append(unc.resample_counts(fb["budget"].to_numpy(), K, seed + 1))
     else:                                   # paired: B's row perm[i] is drawn as often as A's row i
-        cb_ = np.empty_like(counts[0])
-        cb_[:, perm] = counts[0]
-        counts.append(cb_)
+        counts_b = np.empty_like(counts[0])
+        counts_b[:, perm] = counts[0]
+        counts.append(counts_b)
     samples = []
     for f, fr, w, s in zip(fits, frames, counts, (seed, seed + 1)):
         y = np.log(fr["loss"].to_numpy())[None]
