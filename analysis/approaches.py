@@ -30,7 +30,7 @@ import pandas as pd
 
 from analysis import laws as lw
 from analysis import solver
-from analysis.data import budgets_of, flops_per_param_token, prepare
+from analysis.data import budgets_of, flops_per_param_token, prepare, require_identifiable
 from analysis.errors import ConfigError
 from analysis.laws import LawParams, hoffmann_grid
 from analysis.solver import HUBER_DELTA, Convergence
@@ -111,10 +111,12 @@ def fit_approach1(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
     warns: list[str] = []
     frame = prepare(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
                     budget_col=budget_col, warnings=warns, **columns)
+    require_identifiable(frame, 1, loss_col=loss_col)
     env = lower_envelope(frame)
     if len(env) < min_points or env["N"].nunique() < 2:
         raise ConfigError(f"{loss_col}: Approach 1 needs >= {min_points} envelope points from "
-                          f">= 2 model sizes, found {len(env)}; add runs at more budgets")
+                          f">= 2 model sizes, found {len(env)} point(s) from {env['N'].nunique()} size(s); "
+                          f"add runs at more budgets")
     lc = np.log(env["C"].to_numpy())
     ln, ld = np.log(env["N"].to_numpy()), np.log(env["D"].to_numpy())
     a, n0 = power_law(lc, ln)
@@ -199,6 +201,7 @@ def fit_approach2(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
     warns: list[str] = []
     frame = prepare(df, n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col,
                     budget_col=budget_col, warnings=warns, **columns)
+    require_identifiable(frame, 2, loss_col=loss_col)
     frame = frame.assign(_b=budgets_of(frame))
     out = [_budget_parabola(b, g, min_points, edge, warns) for b, g in frame.groupby("_b", sort=True)]
     good = [p for p in out if p.included]
@@ -333,6 +336,7 @@ def fit_approach3(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
     if len(frame) < need:
         raise ConfigError(f"{loss_col}: Approach 3 with the {law.name} law has {P} parameters and "
                           f"needs >= {need} runs, found {len(frame)}")
+    require_identifiable(frame, 3, loss_col=loss_col)
     logU = np.log(frame["U"].to_numpy()) if "U" in frame else None
     if logU is not None and np.all(frame["U"].to_numpy() >= frame["D"].to_numpy() * (1 - 1e-9)):
         warns.append(f"approach3: no run repeats data ({u_col} == tokens everywhere): R_D* is not "

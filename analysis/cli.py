@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 
 
@@ -87,6 +88,11 @@ def _columns(args, df) -> dict:
         budget_col = "budget"
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap: K must be >= 0")
+    if args.target_c is not None and not (math.isfinite(args.target_c) and args.target_c > 0):
+        raise ConfigError(f"--target-c {args.target_c:g}: must be a positive number of FLOPs, e.g. 1e24")
+    if args.near_optimum is not None and not (math.isfinite(args.near_optimum) and args.near_optimum > 0):
+        raise ConfigError(f"--near-optimum {args.near_optimum:g}: must be a positive fraction, e.g. 0.05 "
+                          f"(runs within 5% of their budget's lowest loss)")
     conv = args.convention
     try:
         conv = float(conv)
@@ -114,10 +120,7 @@ def run_fit(args) -> int:
 
     try:
         df = load_table(args.table)
-        notes: list[str] = []
-        if "state" in df.columns and (df["state"] != "done").any():   # a sweep's results table
-            notes.append(f"excluded {int((df['state'] != 'done').sum())} run(s) whose state is not done")
-            df = df[df["state"] == "done"]
+        notes: list[str] = []  # runs excluded for their state are fit_all's to list (excluded_runs)
         law = resolve_law(args.law)
         cols = _columns(args, df)
         df = _near(df, args, cols, notes)
@@ -146,7 +149,11 @@ def run_fit(args) -> int:
     else:
         print(to_markdown(summary), end="")
     failed = [k for k in ("approach1", "approach2", "approach3") if "error" in summary.get(k, {})]
-    return 1 if failed and len(failed) == len(approaches) else 0
+    if failed and len(failed) == len(approaches):  # nothing was fitted: say why on one line, like a ConfigError
+        why = "; ".join(f"{k}: {summary[k]['error']}" for k in failed)
+        print(f"error: {args.table}: no approach could be fitted ({why})", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv=None) -> int:

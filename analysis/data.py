@@ -189,6 +189,67 @@ def budgets_of(frame: pd.DataFrame) -> np.ndarray:
     return b
 
 
+# A design whose (log N, log D) cloud is thinner than this, relative to its length, lies on one
+# line (one IsoFLOP budget, one tokens-per-parameter ratio): Approach 3 cannot separate the N
+# and D terms there.  One budget of our results table (tokens rounded to whole batches) is
+# ~5e-4; the quickstart's three budgets 0.69.
+COLLINEAR_RATIO = 1e-2
+
+
+def require_identifiable(frame: pd.DataFrame, approach: int, *, loss_col: str = "loss") -> None:
+    """ConfigError with the reason when ``frame`` (from :func:`prepare`) cannot identify ``approach``.
+
+    Every approach needs >= 2 distinct N and >= 2 distinct D; Approaches 1 and 2 fit power
+    laws in C across budgets, so they need >= 2 budgets; Approach 3 separates the N and D
+    terms, so (log N, log D) must not lie on one line.  Refused rather than fitted: such a fit
+    converges to numbers (a = 0.34, E = 0.0002) that the data say nothing about.
+    """
+    name = f"Approach {approach}"
+    if len(frame) == 0:
+        raise ConfigError(f"{loss_col}: {name}: no usable runs")
+    for q, what in (("N", "model size"), ("D", "token count")):
+        vals = frame[q].unique()
+        if len(vals) < 2:
+            raise ConfigError(f"{loss_col}: {name} cannot be identified: all {len(frame)} run(s) have the same "
+                              f"{q} ({vals[0]:.4g}); add runs at other {what}s")
+    if approach in (1, 2):
+        nb = len(np.unique(budgets_of(frame)))
+        if nb < 2:
+            raise ConfigError(f"budget: {name} cannot be identified: every run is at one compute budget "
+                              f"(C ~ {float(frame['C'].median()):.3g}); a power law in C needs runs at >= 2 budgets")
+    if approach == 3:
+        x = np.column_stack([np.log(frame["N"].to_numpy()), np.log(frame["D"].to_numpy())])
+        sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+        ratio = float(sv[-1] / sv[0]) if sv[0] > 0 else 0.0
+        if ratio < COLLINEAR_RATIO:
+            raise ConfigError(f"{loss_col}: {name} cannot be identified: log N and log D lie on one line "
+                              f"(thickness {ratio:.1e} of its length: one compute budget or one tokens-per-"
+                              f"parameter ratio), so the law's N and D terms cannot be separated; add runs "
+                              f"at other budgets or ratios")
+
+
+def done_runs(df: pd.DataFrame, *, state_col: str = "state") -> tuple[pd.DataFrame, list[dict]]:
+    """``(runs to fit, runs excluded for their state)`` of a table with a run-state column.
+
+    A sweep's results table holds diverged (and, read mid-sweep, unfinished) runs beside the
+    done ones; their losses are not end-of-schedule numbers, so fits use the ``done`` rows
+    only and every report lists the others (run id, state, steps trained when known).  A
+    table without ``state_col`` is returned whole.
+    """
+    if state_col not in df.columns:
+        return df, []
+    keep = df[state_col] == "done"
+    excluded = []
+    for _, r in df[~keep].iterrows():
+        rec = {"run_id": str(r.get("run_id", r.name)), "state": str(r[state_col])}
+        for k in ("steps", "eval_loss", "n_total", "tokens"):
+            v = r.get(k)
+            if v is not None and not (isinstance(v, float) and not math.isfinite(v)):
+                rec[k] = v.item() if hasattr(v, "item") else v
+        excluded.append(rec)
+    return df[keep], excluded
+
+
 def load_table(path) -> pd.DataFrame:
     """Read a results table: a .csv/.parquet file or a sweep dir holding results.parquet/.csv."""
     p = Path(path)
@@ -202,12 +263,22 @@ def load_table(path) -> pd.DataFrame:
                               f"results.csv; run `scaling status`/the sweep first")
     if not p.exists():
         raise ConfigError(f"TABLE_OR_SWEEP_DIR: {path} does not exist")
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    if p.suffix in (".csv", ".txt"):
-        return pd.read_csv(p)
-    raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p.name}: expected a .csv or .parquet file")
+    if p.suffix not in (".parquet", ".csv", ".txt"):
+        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p.name}: expected a .csv or .parquet file")
+    try:
+        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p} is empty (no header row); pass a results table "
+                          f"with one row per run") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+        why = " ".join(str(e).split())[:160]
+        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p} cannot be read as {p.suffix[1:]} ({type(e).__name__}: "
+                          f"{why}); pass a .csv or .parquet results table") from None
+    if len(df) == 0:
+        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p} has a header but no rows; nothing to fit")
+    return df
 
 
 __all__ = ["CONVENTIONS", "ConfigError", "bin_budgets", "budgets_of", "drop_groups",
-           "flops_factor", "flops_per_param_token", "load_table", "near_optimum", "prepare"]
+           "done_runs", "flops_factor", "flops_per_param_token", "load_table", "near_optimum", "prepare",
+           "require_identifiable"]

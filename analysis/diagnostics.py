@@ -78,7 +78,9 @@ def identifiability(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None
     out = {"n_points": len(frame), "n_budgets": int(np.unique(budgets_of(frame)).size),
            "span_log10_N": float((lN.max() - lN.min()) / math.log(10)),
            "span_log10_D": float((lD.max() - lD.min()) / math.log(10)),
-           "corr_logN_logD": float(np.corrcoef(lN, lD)[0, 1]) if len(frame) > 2 else float("nan")}
+           # undefined (NaN, not a numpy warning) when N or D takes a single value
+           "corr_logN_logD": (float(np.corrcoef(lN, lD)[0, 1]) if len(frame) > 2 and np.ptp(lN) > 0 and np.ptp(lD) > 0
+                              else float("nan"))}
     if fit3 is not None:
         cov = law_covariance(fit3, frame)
         sd = np.sqrt(np.clip(np.diag(cov), 0, None))

@@ -25,7 +25,8 @@ import pandas as pd
 from analysis import approaches as ap
 from analysis import laws as lw
 from analysis import uncertainty as unc
-from analysis.data import drop_groups, flops_per_param_token
+from analysis.data import done_runs, drop_groups, flops_per_param_token
+from analysis.errors import ConfigError
 from analysis.report_md import to_markdown  # noqa: F401  (the report's Markdown form)
 
 EXCLUDED_GROUPS = ("wsd_trunk",)
@@ -69,12 +70,23 @@ def fit_all(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None, d_col:
     """
     warns: list[str] = []
     law = lw.get(law)
+    df, excluded = done_runs(df)
+    if excluded:
+        states = pd.Series([e["state"] for e in excluded]).value_counts()
+        what = ", ".join(f"{n} {st}" for st, n in states.items())
+        if not len(df):
+            raise ConfigError(f"state: every run was excluded for its state ({what}); there is nothing to "
+                              f"fit: finish (or relaunch) the sweep's runs, or fit a table of done runs")
+        warns.append(f"excluded {len(excluded)} run(s) whose state is not done ({what}); listed under "
+                     f"excluded_runs")
     df = drop_groups(df, group_col=group_col, groups=exclude_groups, warnings=warns)
     u_col = _default_u_col(df, law, u_col)
     cols = dict(n_col=n_col, loss_col=loss_col, d_col=d_col, c_col=c_col, budget_col=budget_col,
                 u_col=u_col if "U" in law.inputs else None, **columns)
     frame = unc.canonical(df, **cols, warnings=warns)   # bad columns / values raise here
     c_max = float(frame["budget"].max())
+    if target_c is not None and not (math.isfinite(float(target_c)) and float(target_c) > 0):
+        raise ConfigError(f"target_c={target_c}: must be a positive number of FLOPs (default: 100x the largest budget)")
     target_c = float(target_c) if target_c else 100.0 * c_max
     Cs = tuple(Cs) if Cs is not None else (c_max, target_c)
     canon = unc.canon(frame)
@@ -86,6 +98,8 @@ def fit_all(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None, d_col:
                           "range": {q: [float(frame[q].min()), float(frame[q].max())] for q in ("N", "D", "C")},
                           "largest_budget": c_max, "target_c": target_c, "law": law.name,
                           "formula": law.formula}}
+    if excluded:
+        out["excluded_runs"] = _clean(excluded)
     objs: dict = {"frame": frame, "Cs": Cs, "target_c": target_c}
     fitters = {1: ap.fit_approach1, 2: ap.fit_approach2}
     for appr in (1, 2):

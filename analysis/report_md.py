@@ -184,6 +184,11 @@ def to_markdown(summary: dict) -> str:
     L += _identifiability(summary)
     if summary.get("warnings"):
         L += ["", "## Warnings and exclusions", ""] + [f"- {w}" for w in summary["warnings"]]
+    if summary.get("excluded_runs"):
+        L += ["", "## Runs excluded for their state", "", "| run | state | steps | eval loss |", "|---|---|---|---|"]
+        L += [f"| {e['run_id']} | {e['state']} | {e.get('steps', '-')} | "
+              f"{'-' if e.get('eval_loss') is None else format(e['eval_loss'], '.4g')} |"
+              for e in summary["excluded_runs"]]
     if summary.get("plots"):
         L += ["", "## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})"
                                        for p in summary["plots"] if p.endswith(".png")]

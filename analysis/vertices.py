@@ -92,9 +92,11 @@ def vertex(key: float, x, y, *, min_points: int = 3, local: bool = False) -> Ver
             xb = float(np.clip(xv if math.isfinite(xv) else x[i], x[i - 1], x[i + 1]))
             return Vertex(key, n, tuple(map(float, c)), xb, float(np.polyval(c, xb)), True)
         return Vertex(key, n, NAN3, float(x[i]), float(y[i]), True, "lowest point at the edge of the scan")
-    if n < min_points or np.unique(x).size < 3:
+    if n < min_points:
+        return Vertex(key, n, NAN3, math.nan, math.nan, False, f"{n} point(s) < min_points={min_points}")
+    if np.unique(x).size < 3:
         return Vertex(key, n, NAN3, math.nan, math.nan, False,
-                      f"{n} point(s) < min_points={min_points}")
+                      f"{n} point(s) but {np.unique(x).size} distinct x value(s); a parabola needs >= 3")
     c, xv, yv = parabola_vertex(x, y)
     coef = tuple(map(float, c))
     if not math.isfinite(xv):

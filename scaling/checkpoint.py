@@ -169,6 +169,24 @@ def read_step_meta(directory, step: int) -> dict:
         return json.load(f)
 
 
+def step_metas(directory) -> list[tuple[int, dict]]:
+    """``(step, meta)`` of every committed step in ``directory`` whose meta reads, ascending; no
+    array is read and nothing is written (used to check which cell a run directory's checkpoints
+    belong to before anything is compiled)."""
+    root = os.fspath(directory)
+    if not os.path.isdir(root):
+        return []
+    out = []
+    for name in sorted((n for n in os.listdir(root) if n.isdigit()), key=int):
+        try:
+            meta = read_step_meta(root, int(name))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            out.append((int(name), meta))
+    return out
+
+
 def restore_step(directory, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """``(state, meta)`` of exactly ``step`` from another run's checkpoint directory, read-only.
 

@@ -116,7 +116,14 @@ def build_cell(args) -> Cell:
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError(f"--config {args.config}: no such file; pass a cell JSON such as a run's config.json")
-        base = cell_from_json(path.read_text())
+        try:
+            base = cell_from_json(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--config {args.config}: not valid JSON (line {e.lineno}, column {e.colno}: "
+                              f"{e.msg}); pass a cell JSON such as a run's config.json") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise ConfigError(f"--config {args.config}: not a cell JSON ({type(e).__name__}: {e}); pass a cell "
+                              f"JSON such as a run's config.json (it needs model, tokens and batch_size)") from None
 
     data = base.data if base else DataConfig()
     data_kw = {k: v for k, v in (("task", args.task), ("vocab", args.vocab), ("repeat", args.repeat))
@@ -167,7 +174,10 @@ def build_cell(args) -> Cell:
 
 
 def cmd_train(args) -> int:
+    from scaling.rundir import check_out_dir
+
     cell = build_cell(args)
+    check_out_dir(args.out, "--out")
     from scaling import train as train_mod
     from scaling.programs import backend_name
 
@@ -216,7 +226,8 @@ def cmd_count(args) -> int:
 
 # ------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.split("\n\n")[0],
+                                     epilog="--debug (anywhere): print the traceback behind an error line")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _count_parser(sub)
@@ -233,8 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; a ConfigError is one line on stderr and exit status 2.
+
+    ``--debug`` (anywhere on the command line) adds the traceback behind that line, e.g. of
+    the experiment file's own error.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     from scaling.settings import Settings
@@ -243,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         args.settings = Settings.from_environ()  # read once, here, and handed to the command
         return int(args.func(args) or 0)
     except ConfigError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -429,6 +429,8 @@ class Cell:
         _require(self.tokens >= self.tokens_per_step,
                  f"tokens={self.tokens}: below one batch ({self.batch_size} x {self.model.seq_len} = "
                  f"{self.tokens_per_step} tokens); raise --tokens or lower --batch")
+        _require(isinstance(self.eval_every, int) and self.eval_every >= 0,
+                 f"eval_every={self.eval_every}: must be >= 0 (steps between evals; 0: only at the end)")
         _require(self.eval_batches >= 1, f"eval_batches={self.eval_batches}: must be >= 1")
         _require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size}: must be >= 1")
         _require(self.log_every >= 1, f"log_every={self.log_every}: must be >= 1")

@@ -101,6 +101,17 @@ def _check_budgets(budgets) -> None:
         if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
             shown = f"{b:g}" if isinstance(b, (int, float)) else repr(b)
             raise ConfigError(f"grid.budgets: {shown} is not a positive FLOP budget; use e.g. 1e14")
+    _check_unique("grid.budgets", "budget", budgets)
+
+
+def _check_unique(field: str, what: str, values) -> None:
+    """Each value once: a repeat would plan the same cells twice, and the planner drops the copies."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            shown = f"{v:g}" if isinstance(v, (int, float)) else repr(v)
+            raise ConfigError(f"{field}: duplicate {what} {shown}; list each {what} once")
+        seen.add(v)
 
 
 def _check_horizons(grid) -> None:
@@ -112,12 +123,16 @@ def _check_horizons(grid) -> None:
     for t in grid.tokens + grid.tokens_per_param:
         if not (isinstance(t, (int, float)) and t > 0):
             raise ConfigError(f"grid token horizon {t!r}: must be positive")
+    _check_unique("grid.sizes", "size", grid.sizes)
+    _check_unique("grid.tokens" if grid.tokens else "grid.tokens_per_param", "horizon",
+                  grid.tokens or grid.tokens_per_param)
 
 
 def _check_lrs(lrs) -> None:
     for lr in lrs:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ConfigError(f"grid.peak_lrs: {lr!r} is not a positive learning rate")
+    _check_unique("grid.peak_lrs", "learning rate", lrs)
 
 
 def _fmt_num(x: float) -> str:

@@ -7,6 +7,7 @@ spelled here and nowhere else::
 
     <run_dir>/
       config.json      the cell, written first; a different cell in the same dir is refused
+                       (so is one that config.json, summary.json or a checkpoint's meta names)
       checkpoints/     Orbax checkpoints (scaling.checkpoint owns what is inside)
       metrics.jsonl    one JSON row per logged step (rows after a restored step are dropped)
       tb/              TensorBoard events
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from scaling.config import Cell, ConfigError, cell_from_json, cell_to_json
+from scaling.config import Cell, ConfigError, cell_from_dict, cell_from_json, cell_to_json
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -99,30 +100,90 @@ class RunDir:
         return self.path / LOCK
 
     # ---- the cell ---------------------------------------------------------------------
-    def check_cell(self, cell: Cell) -> None:
-        """ConfigError if the directory holds a *different* cell.
+    def check_cell(self, cell: Cell) -> str | None:
+        """Refuse (ConfigError) unless everything in the directory belongs to ``cell``.
 
-        A stale ``--out`` reused by mistake would otherwise silently resume someone else's
-        checkpoint.  An unreadable ``config.json`` (e.g. written by an older version) is not
-        an error: the checkpoint meta still names its run.
+        A run directory must never hold the metrics or checkpoints of two cells: a stale
+        ``--out`` reused by mistake would otherwise return someone else's summary (finished)
+        or resume someone else's checkpoint (partial).  Every record that names a cell is
+        compared by config hash (execution choices and the readable name are not part of it):
+        ``config.json``, ``summary.json``'s run id and each checkpoint's meta.
+
+        An unreadable or missing ``config.json`` is rebuilt from ``cell`` only when another
+        record names the same cell (or when the directory holds no numbers at all); then the
+        one-line note returned says so.  A directory whose numbers name no cell is refused.
         """
-        old = self.read_cell()
-        if old is not None and old.config_hash != cell.config_hash:
-            raise ConfigError(f"run_dir {self.path} holds a different cell ({old.run_id}, not {cell.run_id}); "
-                              f"use a fresh --out directory")
+        records = self.cell_records()
+        for source, cell_hash, run_id in records:
+            if cell_hash != cell.config_hash:
+                raise ConfigError(f"run_dir {self.path}: its {source} belongs to another cell ({run_id}, not "
+                                  f"{cell.run_id}); use a fresh --out directory, or delete {self.path} to retrain")
+        if any(source == CONFIG for source, _, _ in records):
+            return None
+        config = self.path / CONFIG
+        what = "unreadable" if config.exists() else "missing"
+        if records:
+            self.write_cell(cell, replace=True)
+            return (f"run_dir {self.path}: config.json was {what}; rebuilt it from its {records[0][0]}, "
+                    f"which names the same cell ({cell.run_id})")
+        held = self.held_results()
+        if held:
+            raise ConfigError(f"run_dir {self.path}: config.json is {what} and nothing else names the cell of its "
+                              f"{', '.join(held)}; move {self.path} aside and use a fresh --out directory")
+        if config.exists():
+            self.write_cell(cell, replace=True)
+            return f"run_dir {self.path}: config.json was unreadable and nothing was trained yet; rewrote it"
+        return None
+
+    def cell_records(self) -> list[tuple[str, str, str]]:
+        """``(source, config hash, run id)`` of every readable record here that names a cell."""
+        from scaling import checkpoint
+
+        out = []
+        cfg = self.read_cell()
+        if cfg is not None:
+            out.append((CONFIG, cfg.config_hash, cfg.run_id))
+        summary = self.read_summary()
+        if summary is not None and isinstance(summary.get("run_id"), str) and "-" in summary["run_id"]:
+            out.append((SUMMARY, summary["run_id"].rsplit("-", 1)[1], summary["run_id"]))
+        for step, meta in checkpoint.step_metas(self.checkpoints):
+            named = _cell_of_meta(meta)
+            if named is not None:
+                out.append((f"checkpoint at step {step}", *named))
+        return out
+
+    def held_results(self) -> list[str]:
+        """What in this directory holds a run's numbers (empty for a fresh directory)."""
+        held = []
+        if (self.path / METRICS).is_file() and (self.path / METRICS).stat().st_size:
+            held.append(METRICS)
+        if (self.path / SUMMARY).exists():
+            held.append(SUMMARY)
+        held += [m for m in MARKERS if (self.path / m).exists()]
+        if self.has_checkpoints():
+            held.append(CHECKPOINTS + "/")
+        if self.tensorboard.is_dir() and any(self.tensorboard.iterdir()):
+            held.append(TENSORBOARD + "/")
+        return held
 
     def read_cell(self) -> Cell | None:
         """The cell in ``config.json``; None when there is none or it does not parse."""
         try:
             return cell_from_json((self.path / CONFIG).read_text())
-        except (OSError, ConfigError, KeyError, TypeError, ValueError):
+        except (OSError, ConfigError, KeyError, TypeError, ValueError, AttributeError):
             return None
 
-    def write_cell(self, cell: Cell) -> None:
-        """Create the directory and ``config.json`` (kept if it already exists)."""
+    def write_cell(self, cell: Cell, *, replace: bool = False) -> None:
+        """Create the directory and ``config.json`` (kept if it already exists, unless ``replace``).
+
+        Atomic: a process killed mid-write leaves the old file or the new one, never a torn one.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
-        if not (self.path / CONFIG).exists():
-            (self.path / CONFIG).write_text(cell_to_json(cell))
+        p = self.path / CONFIG
+        if replace or not p.exists():
+            tmp = p.with_name(f".{CONFIG}.{os.getpid()}.tmp")
+            tmp.write_text(cell_to_json(cell))
+            os.replace(tmp, p)
 
     # ---- metrics ----------------------------------------------------------------------
     def read_metrics(self) -> list[dict]:
@@ -221,6 +282,39 @@ class RunDir:
     def attempts(self) -> list[dict]:
         p = self.path / ATTEMPTS
         return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+
+def check_out_dir(path: str | os.PathLike, flag: str = "--out", *, create: bool = True) -> Path:
+    """``path`` as a directory this process can write (created if missing), or a one-line ConfigError.
+
+    Checked before any compute, so a typo'd or read-only ``--out`` fails at once rather than
+    after a compile, or as a traceback from deep inside the checkpointer.  ``create=False``
+    only refuses an existing file (for checks that must write nothing yet).
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{flag} {path}: is an existing file, not a directory; name a directory (new or "
+                          f"an earlier run's)")
+    if not create:
+        return p
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot create the directory ({e.strerror or e}); "
+                          f"choose a writable path") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: the directory is not writable by this user; choose a writable path")
+    return p
+
+
+def _cell_of_meta(meta: dict) -> tuple[str, str] | None:
+    """``(config hash, run id)`` of the cell a checkpoint's meta names, or None if it names none."""
+    try:
+        c = cell_from_dict(meta["cell"])
+        return c.config_hash, c.run_id
+    except (KeyError, TypeError, ValueError, AttributeError):
+        rid = meta.get("run_id") if isinstance(meta, dict) else None
+        return (rid.rsplit("-", 1)[1], rid) if isinstance(rid, str) and "-" in rid else None
 
 
 def trunk_of(fork_dir: RunDir, trunk_run_id: str) -> RunDir:

@@ -384,6 +384,9 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"experiment {path}: no such file; pass a path such as experiments/quickstart.py")
+    if p.suffix != ".py":
+        raise ConfigError(f"experiment {path}: not a Python file; pass an experiment .py file such as "
+                          f"experiments/quickstart.py")
     mod_name = f"_scaling_experiment_{p.stem}"
     spec = importlib.util.spec_from_file_location(mod_name, p)
     mod = importlib.util.module_from_spec(spec)
@@ -392,6 +395,18 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     sys.path.insert(0, folder)  # experiments may import their neighbours (e.g. a shared recipe)
     try:
         spec.loader.exec_module(mod)
+    except ConfigError:
+        raise
+    except SyntaxError as e:  # the file itself does not parse
+        raise ConfigError(f"experiment {path}, line {e.lineno}: SyntaxError: {e.msg}; fix the file "
+                          f"(--debug shows the traceback)") from e
+    except Exception as e:  # noqa: BLE001 - the experiment's own code raised while defining the sweep
+        import traceback
+
+        here = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == p.resolve()]
+        where = f", line {here[-1].lineno}" if here else ""
+        raise ConfigError(f"experiment {path}{where}: {type(e).__name__}: {' '.join(str(e).split())}; fix the "
+                          f"file (--debug shows the traceback)") from e
     finally:
         if folder in sys.path:
             sys.path.remove(folder)

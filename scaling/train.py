@@ -9,7 +9,8 @@ The loop below reads top to bottom:
    the cell, the mesh against the device count, every batch against ``data x fsdp`` and the
    process count, sharded parameter dims against their mesh axes, the task's vocabulary
    against the model's, and the token budget against the split.  Any failure is a one-line
-   :class:`~scaling.config.ConfigError`.  A finished directory returns its summary.
+   :class:`~scaling.config.ConfigError`.  So is a directory holding another cell's records
+   (:meth:`scaling.rundir.RunDir.check_cell`); a finished directory of this cell returns its summary.
 2. **Compile** the init, train and eval programs (:mod:`scaling.programs`; reused within the
    process and through the persistent compilation cache across processes).
 3. **Init or restore.**  The train state is ``{step, params, opt_state, rng}``.  A checkpoint
@@ -32,6 +33,7 @@ Step ``s`` (1-based) trains on batch ``s - 1``; its metrics row logs the loss of
 from __future__ import annotations
 
 import signal
+import sys
 import time
 
 from scaling.config import Cell, ConfigError
@@ -39,15 +41,18 @@ from scaling.rundir import RunDir
 
 
 def check_entry(cell: Cell, run_dir: RunDir, stop_after_step: int | None = None) -> dict | None:
-    """The checks every training call makes first; returns the stored summary of a finished run, else None."""
+    """The checks every training call makes first; returns the stored summary of a finished run, else None.
+
+    The directory's cell is checked *before* a finished summary is returned: a finished run
+    directory and a different cell is a ConfigError, never the old run's numbers.
+    """
     cell.validate()
-    done = run_dir.finished_summary()
-    if done is not None:
-        return done
-    run_dir.check_cell(cell)
     if stop_after_step is not None and stop_after_step < 1:
         raise ConfigError(f"stop_after_step={stop_after_step}: must be >= 1")
-    return None
+    note = run_dir.check_cell(cell)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return run_dir.finished_summary()
 
 
 def prepare_process(settings) -> None:

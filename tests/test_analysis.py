@@ -264,13 +264,15 @@ def test_write_report_degenerate_records_errors(tmp_path):
     df = synthetic_isoflop(budgets=(1e18,), k=7)          # one budget only
     s = write_report(df, tmp_path, n_col="n_total", d_col="tokens", loss_col="eval_loss",
                      budget_col="budget", bootstrap=5)
-    assert "needs >= 2 budgets" in s["approach2"]["error"]
+    # one budget identifies no power law in C, and puts (log N, log D) on one line: every approach
+    # is refused with its reason rather than fitted to numbers the data say nothing about
+    assert "needs runs at >= 2 budgets" in s["approach2"]["error"]
+    assert "one compute budget" in s["approach1"]["error"]
+    assert "lie on one line" in s["approach3"]["error"]
     assert "needs >= 3 budgets" in s["backtest"]["error"]
-    assert "error" in s["approach1"]        # one budget: a single envelope point
-    assert 0 < s["approach3"]["alpha"] < 3 and "ci" in s["approach3"]
     assert any("approach2 failed" in w for w in s["warnings"])
     md = (tmp_path / "fits.md").read_text()
-    assert "error: " in md and (tmp_path / "contour.png").exists()
+    assert "error: " in md and "lie on one line" in md
     assert not (tmp_path / "isoflop.png").exists()
     tiny = synthetic_isoflop(budgets=(1e18,), k=3)        # too small for every approach
     s = write_report(tiny, tmp_path / "tiny", n_col="n_total", d_col="tokens",
@@ -309,3 +311,23 @@ def test_cli_fit_json_and_c_col(tmp_path, capsys):
     assert "approach3" not in out2
     rc = run_cli(["fit", str(tmp_path / "t.csv"), "--loss-col", "nope", "--c-col", "flops"])
     assert rc == 2 and "nope" in capsys.readouterr().err
+
+
+def test_report_lists_the_runs_it_excluded_for_their_state(tmp_path):
+    """A sweep's report fits the done runs and names every diverged one it left out."""
+    df = synthetic_isoflop(budgets=(1e18, 3e18, 1e19), k=5)
+    df["run_id"] = [f"r{i}" for i in range(len(df))]
+    df["state"] = "done"
+    df.loc[[2, 7], "state"] = "diverged"
+    df.loc[[2, 7], "eval_loss"] = np.nan
+    s = write_report(df, tmp_path, n_col="n_total", d_col="tokens", loss_col="eval_loss",
+                     budget_col="budget", bootstrap=0, approaches=(2,))
+    assert [e["run_id"] for e in s["excluded_runs"]] == ["r2", "r7"]
+    assert {e["state"] for e in s["excluded_runs"]} == {"diverged"}
+    assert s["data"]["n_points"] == len(df) - 2
+    assert json.loads((tmp_path / "fits.json").read_text())["excluded_runs"][1]["run_id"] == "r7"
+    md = (tmp_path / "fits.md").read_text()
+    assert "## Runs excluded for their state" in md and "| r2 | diverged |" in md
+    with pytest.raises(ValueError, match="every run was excluded for its state"):
+        write_report(df.assign(state="diverged"), tmp_path / "all", n_col="n_total", d_col="tokens",
+                     loss_col="eval_loss", budget_col="budget", bootstrap=0)

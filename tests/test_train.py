@@ -383,5 +383,5 @@ def test_bad_input_fails_before_compiling(change, message, tmp_path):
 
 def test_run_dir_of_another_cell_is_refused(tmp_path):
     train(dataclasses.replace(CELL, tokens=2 * 16 * 32), tmp_path / "run", stop_after_step=1)
-    with pytest.raises(ConfigError, match="different cell"):
+    with pytest.raises(ConfigError, match="another cell"):
         train(dataclasses.replace(CELL, seed=1), tmp_path / "run")

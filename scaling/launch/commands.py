@@ -72,9 +72,16 @@ def plan_sweep(sw, *, out_dir=None, settings=None, target: str | None = None, au
     """The sweep's plan; with ``target`` (e.g. ``v5p-128``) resolved for it, AOT-compiled shape by
     shape and auto-fitted (:mod:`scaling.aot`), its rows carrying the target's columns."""
     import dataclasses
+    import re
 
     from scaling import sweep as sweep_mod
 
+    if only is not None:
+        try:
+            re.compile(only)
+        except re.error as e:
+            raise ConfigError(f"--only {only!r}: not a regular expression ({e}); e.g. --only 'N1e5' or "
+                              f"--only '^quickstart-C2'") from None
     if target is None:
         return sweep_mod.plan(sw, out_dir=out_dir, estimate=estimate, settings=settings)
     from scaling import aot
@@ -102,6 +109,9 @@ def plan_sweep(sw, *, out_dir=None, settings=None, target: str | None = None, au
 def cmd_plan(args) -> int:
     from scaling import sweep as sweep_mod
 
+    if args.out is not None and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: not a sweep directory; pass the --out of an earlier `scaling sweep` "
+                          f"(its finished runs calibrate the wall-time estimate), or leave --out out")
     sw = sweep_mod.load_sweep(args.experiment)
     target = getattr(args, "target", None)
     p = plan_sweep(sw, out_dir=args.out, settings=_settings(args), target=target,
@@ -188,6 +198,14 @@ def cmd_status(args) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise ConfigError(f"status {args.dir}: no such sweep directory; pass the --out of `scaling sweep`")
+    from scaling import rundir
+    from scaling.launch import state
+
+    if not (out / state.CELLS).exists() and not any(True for _ in rundir.sweep_runs(out)):
+        hint = (" (it is a run directory: see its summary.json, or `scaling train --out` it again)"
+                if (out / rundir.CONFIG).exists() else "")
+        raise ConfigError(f"status {args.dir}: not a sweep directory (no cells.jsonl, no runs/){hint}; "
+                          f"pass the --out of `scaling sweep`")
     rows = status_rows(out, _settings(args))
     if args.format == "json":
         print(json.dumps(rows, indent=1, default=str))
@@ -263,6 +281,12 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
 
     settings = settings or Settings.from_environ()
     stale_s = settings.lock_stale_s
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers {workers}: must be a whole number >= 1 (or leave it out: one worker per "
+                          f"core on CPU, 1 with an accelerator)")
+    from scaling.rundir import check_out_dir
+
+    check_out_dir(out, "--out", create=False)  # nothing is written before the experiment is known to be valid
 
     t_start = time.time()
     sw = sweep_mod.load_sweep(experiment) if not isinstance(experiment, sweep_mod.Sweep) else experiment
@@ -276,6 +300,7 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
                           f"{worst['hbm_gib_per_chip']:.1f} GiB per chip; see `scaling plan EXP --target {target}`")
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    check_out_dir(out, "--out")  # created here, after planning: a plan error leaves no directory behind
     state.write_cells(out, p.cells, p.rows)
     flops = {r["run_id"]: r["flops_trained"] for r in p.rows}  # progress counts what cells themselves train
     total_f = sum(flops.values())
@@ -339,7 +364,8 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
         try:
             from analysis.report import write_report
 
-            rep = write_report(done_df, out / "report", **sw.report_columns())
+            # the whole table: the report fits the done runs and lists the diverged ones it excluded
+            rep = write_report(df, out / "report", **sw.report_columns())
             if not quiet:
                 print(f"report -> {out / 'report'}")
         except Exception as e:  # noqa: BLE001 - a fit failure must not lose the trained sweep
