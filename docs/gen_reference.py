@@ -86,7 +86,7 @@ def api_index(modules: list[str]) -> str:
     out = ["# API reference", "",
            "One page per public module of `scaling` and `analysis`, rendered from the docstrings",
            "(mkdocstrings). The pages by job (training, data, sweeps, fitting) say which module does",
-           "what; the [module table](../quickstart.md#where-things-live) maps the folders to them.", ""]
+           "what; the [module table](../index.md#where-things-live) maps the folders to them.", ""]
     for m in modules:
         rel = api_page_path(m).relative_to(API_DIR).as_posix()
         out.append(f"- [`{m}`]({rel})")
