@@ -234,3 +234,15 @@ def test_mkdocs_build_strict(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:] + "\n(pip install -e '.[docs]' if mkdocs is missing)"
     assert (tmp_path / "site" / "api" / "scaling" / "train" / "index.html").exists()
     assert "train one cell" in (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
+
+
+def test_griffe_extension_reads_our_rst_as_markdown():
+    spec = importlib.util.spec_from_file_location("griffe_rst", DOCS / "griffe_rst.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    doc = ("See :func:`scaling.train.train` and :class:`~scaling.config.Cell`, or :mod:`the CLI <scaling.cli>`::\n"
+           "\n=====  =====\nname   job\n=====  =====\nx      y\n=====  =====\n\nafter")
+    got = mod.rst_to_markdown(doc)
+    assert got.splitlines()[0] == ("See `scaling.train.train` and `scaling.config.Cell`, or the CLI (`scaling.cli`):")
+    assert "```text\n=====  =====\nname   job\n=====  =====\nx      y\n=====  =====\n```" in got
+    assert got.endswith("after") and mod.rst_to_markdown(got) == got
