@@ -246,3 +246,37 @@ def test_griffe_extension_reads_our_rst_as_markdown():
     assert got.splitlines()[0] == ("See `scaling.train.train` and `scaling.config.Cell`, or the CLI (`scaling.cli`):")
     assert "```text\n=====  =====\nname   job\n=====  =====\nx      y\n=====  =====\n```" in got
     assert got.endswith("after") and mod.rst_to_markdown(got) == got
+
+
+def _shown_commands(text: str) -> list[str]:
+    """Every `scaling ...` command line in the bash blocks of a page (continuations joined)."""
+    found = []
+    for lang, body in _fenced_blocks(text):
+        if lang != "bash":
+            continue
+        for line in body.replace("\\\n", " ").splitlines():
+            for part in line.split("#", 1)[0].split("&&"):
+                words = part.split()
+                while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefixes
+                    words.pop(0)
+                if words[:1] == ["scaling"]:
+                    found.append(" ".join(words))
+    return found
+
+
+def test_every_command_shown_in_the_docs_parses():
+    """Flags in the examples exist: each `scaling ...` line of README/docs parses with the real parser."""
+    from scaling.cli import build_parser
+
+    shown, bad = 0, []
+    for page in [README] + PAGES:
+        for cmd in _shown_commands(page.read_text()):
+            if "..." in cmd:  # an elided example (`scaling train ... --task seqio:...`)
+                continue
+            shown += 1
+            try:
+                build_parser().parse_args(shlex.split(cmd)[1:])
+            except SystemExit:
+                bad.append(f"{page.relative_to(REPO)}: {cmd}")
+    assert not bad, "commands that do not parse:\n" + "\n".join(bad)
+    assert shown >= 20
