@@ -33,8 +33,13 @@ EXTRAS = {
 EXTRAS["zstd"] = ["zstandard"]  # .jsonl.zst / .json.zst corpus files
 # libtpu (via jax[tpu]) lets the tests AOT-compile the train step for real TPU topologies on a
 # CPU-only machine (tests/test_tpu_aot.py); with JAX_PLATFORMS=cpu it is only loaded on request.
+# The documentation site (mkdocs.yml): pinned because material and mkdocstrings change their
+# config keys and griffe its docstring warnings between releases, and `mkdocs build --strict`
+# (CI, tests/test_docs.py) fails on any warning.  Versions verified to build the site offline.
+EXTRAS["docs"] = ["mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings[python]==1.0.8",
+                  "mkdocstrings-python==2.0.11"]
 EXTRAS["test"] = (["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
-                  + EXTRAS["zstd"] + EXTRAS["tpu"])
+                  + EXTRAS["zstd"] + EXTRAS["tpu"] + EXTRAS["docs"])
 
 setup(
     name="scaling",
