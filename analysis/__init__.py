@@ -12,6 +12,7 @@ published data go through the same code:
 * :mod:`analysis.uncertainty` bootstrap and prediction intervals; :mod:`analysis.diagnostics`
   identifiability and backtests;
 * :mod:`analysis.recipes`     ``analysis.compare``: recipe B against recipe A, compute-equivalent gain;
+* :mod:`analysis.prediction`  ``analysis.predict``: the loss at any (N, D) with intervals calibrated by rollouts;
 * :mod:`analysis.published`   published laws, model points, tables and shipped data sets;
 * :mod:`analysis.plots`       figures (PNG + SVG); :mod:`analysis.report` fits.json / fits.md /
   figures in one call; :mod:`analysis.cli` the ``scaling fit`` command.
@@ -28,7 +29,7 @@ _EXPORTS = {
     "fit_approach3": "approaches", "fit_law": "approaches", "huber_objective": "approaches",
     "LawParams": "laws", "Law": "laws", "hoffmann_grid": "laws",
     "bin_budgets": "data", "load_table": "data", "prepare": "data",
-    "compare": "recipes",
+    "compare": "recipes", "predict": "prediction",
 }
 
 __all__ = sorted(_EXPORTS)

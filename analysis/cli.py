@@ -60,6 +60,29 @@ def add_commands(subparsers) -> None:
     p.add_argument("--plots", default=None, metavar="DIR")
     p.set_defaults(func=run_fit)
 
+    p = subparsers.add_parser("predict", help="a law's loss at any (N, D), with intervals calibrated by rollouts",
+                              description="Fit Approach 3 and predict the loss of one run at each --at N,D: the "
+                                          "law's loss, a parameter interval and a prediction interval for one "
+                                          "run's measured loss that widens with extrapolation distance, as "
+                                          "measured by rollouts inside the table (see analysis.prediction).")
+    p.add_argument("table", metavar="TABLE_OR_SWEEP_DIR")
+    p.add_argument("--at", action="append", required=True, metavar="N,D",
+                   help="a point to predict, parameters and tokens (repeatable), e.g. --at 1e9,2e10")
+    p.add_argument("--law", default="chinchilla", help="as for `scaling fit`")
+    p.add_argument("--starts", default="full", choices=("full", "small"))
+    for flag, helptext in (("--n-col", "parameters column (default: n_total when the table has it)"),
+                           ("--d-col", "tokens column (default: tokens unless --c-col is given alone)"),
+                           ("--c-col", "training FLOPs column"), ("--flops-per-token-col", "FLOPs per token column"),
+                           ("--budget-col", "IsoFLOP budget column (default: budget if present)")):
+        p.add_argument(flag, default=None, help=helptext)
+    p.add_argument("--convention", default="6N", help="C = k N D factor: 6N (default), 8N or a number")
+    p.add_argument("--loss-col", default="eval_loss")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="K", help="resamples for the parameter interval")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run_predict, near_optimum=None, target_c=None, u_col=None)
+
 
 def resolve_law(name: str):
     """A law by name, or ``module:attr`` importing a user-defined analysis.laws.Law."""
@@ -153,6 +176,32 @@ def run_fit(args) -> int:
         why = "; ".join(f"{k}: {summary[k]['error']}" for k in failed)
         print(f"error: {args.table}: no approach could be fitted ({why})", file=sys.stderr)
         return 2
+    return 0
+
+
+def run_predict(args) -> int:
+    from analysis.data import done_runs, load_table
+    from analysis.prediction import parse_points, predict, to_markdown
+
+    try:
+        parse_points(args.at)  # before the table is read: a typo'd point costs nothing
+        df, _ = done_runs(load_table(args.table))
+        if not len(df):
+            from analysis.errors import ConfigError
+            raise ConfigError(f"state: {args.table} has no run whose state is done; nothing to fit")
+        cols = _columns(args, df)
+        batch = None
+        if {"batch_size", "seq_len"} <= set(df.columns):  # our results table: one batch is the least D
+            batch = float((df["batch_size"] * df["seq_len"]).min())
+        res = predict(df, args.at, law=resolve_law(args.law), starts=args.starts, K=args.bootstrap, seed=args.seed,
+                      level=args.level, min_tokens=batch, **cols)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(res, indent=2))
+    else:
+        print(to_markdown(res), end="")
     return 0
 
 

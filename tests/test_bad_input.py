@@ -102,6 +102,11 @@ CASES = [
     ("fit_negative_bootstrap", ["fit", "mixed.csv", "--bootstrap", "-1"], ["--bootstrap", ">= 0"]),
     ("fit_one_label", ["fit", "mixed.csv", "--compare", "mixed.csv", "--labels", "A"], ["--labels", "two names"]),
     ("fit_compare_empty", ["fit", "mixed.csv", "--compare", "empty.csv", "--bootstrap", "0"], ["empty.csv", "is empty"]),
+    ("predict_at_not_numbers", ["predict", "mixed.csv", "--at", "abc"], ["--at 'abc'", "N,D"]),
+    ("predict_at_one_number", ["predict", "mixed.csv", "--at", "1e5"], ["--at '1e5'", "two numbers"]),
+    ("predict_at_negative", ["predict", "mixed.csv", "--at=-1,1e6"], ["--at '-1,1e6'", "positive"]),
+    ("predict_at_below_one_batch", ["predict", "mixed.csv", "--at", "1e5,100"], ["below one batch", "2048"]),
+    ("predict_all_diverged", ["predict", "all_diverged.csv", "--at", "1e5,1e7"], ["no run whose state is done"]),
     ("prepare_unknown_task", ["prepare", "--task", "nope"], ["data.task='nope'"]),
     ("prepare_unknown_vocab", ["prepare", "--task", "pystdlib", "--vocab", "bogus"], ["data.vocab='bogus'"]),
 ]
@@ -217,5 +222,5 @@ def test_same_cell_with_a_corrupt_config_is_rebuilt_in_one_line(scratch, tmp_pat
 def test_the_cases_are_many_and_distinct():
     assert len(CASES) >= 48 and len({c[0] for c in CASES}) == len(CASES)
     assert len({tuple(c[1]) for c in CASES}) == len(CASES)
-    assert {c[1][0] for c in CASES} >= {"train", "count", "plan", "sweep", "status", "fit", "prepare"}
+    assert {c[1][0] for c in CASES} >= {"train", "count", "plan", "sweep", "status", "fit", "predict", "prepare"}
     assert isinstance(cli.build_parser(), argparse.ArgumentParser)
