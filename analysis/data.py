@@ -189,25 +189,37 @@ def budgets_of(frame: pd.DataFrame) -> np.ndarray:
     return b
 
 
-def load_table(path) -> pd.DataFrame:
-    """Read a results table: a .csv/.parquet file or a sweep dir holding results.parquet/.csv."""
-    p = Path(path)
+def load_results(sweep_dir_or_file, *, what: str = "sweep_dir_or_file") -> pd.DataFrame:
+    """The tidy results table in one call: from a sweep directory (its ``results.parquet``,
+    else ``results.csv``) or from a ``.csv`` / ``.parquet`` file of runs, ours or anyone's.
+
+    ConfigError (naming ``what``, the argument as the caller calls it) for a path that does
+    not exist, a directory without a results table, or another kind of file.
+    """
+    p = Path(sweep_dir_or_file)
+    if not p.exists():
+        raise ConfigError(f"{what}: {sweep_dir_or_file} does not exist; pass a sweep directory "
+                          f"(`scaling sweep --out DIR`) or a .csv/.parquet table")
     if p.is_dir():
         for name in ("results.parquet", "results.csv"):
-            if (p / name).exists():
+            if (p / name).is_file():
                 p = p / name
                 break
         else:
-            raise ConfigError(f"TABLE_OR_SWEEP_DIR: {path} has no results.parquet or "
-                              f"results.csv; run `scaling status`/the sweep first")
-    if not p.exists():
-        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {path} does not exist")
-    if p.suffix == ".parquet":
+            hint = ("its runs/ are there: rebuild the table with `scaling.results.write_table(DIR)` or "
+                    "relaunch the sweep" if (p / "runs").is_dir() else "run the sweep first (`scaling sweep EXP --out DIR`)")
+            raise ConfigError(f"{what}: {sweep_dir_or_file} has no results.parquet or results.csv; {hint}")
+    if p.suffix in (".parquet", ".pq"):
         return pd.read_parquet(p)
     if p.suffix in (".csv", ".txt"):
         return pd.read_csv(p)
-    raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p.name}: expected a .csv or .parquet file")
+    raise ConfigError(f"{what}: {p.name}: expected a sweep directory or a .csv or .parquet file")
+
+
+def load_table(path) -> pd.DataFrame:
+    """:func:`load_results` as the ``scaling fit TABLE_OR_SWEEP_DIR`` argument reads it."""
+    return load_results(path, what="TABLE_OR_SWEEP_DIR")
 
 
 __all__ = ["CONVENTIONS", "ConfigError", "bin_budgets", "budgets_of", "drop_groups",
-           "flops_factor", "flops_per_param_token", "load_table", "near_optimum", "prepare"]
+           "flops_factor", "flops_per_param_token", "load_results", "load_table", "near_optimum", "prepare"]

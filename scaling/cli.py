@@ -106,7 +106,17 @@ def _train_parser(sub) -> None:
     p.add_argument("--eval-batches", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--name", help="readable run name (the run id adds a hash)")
+    add_tracker_flag(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_tracker_flag(p: argparse.ArgumentParser) -> None:
+    """``--tracker NAME`` (repeatable), shared by ``scaling train`` and ``scaling sweep``."""
+    from scaling.trackers import NAMES
+
+    p.add_argument("--tracker", action="append", choices=NAMES, default=[], metavar="NAME",
+                   help="also log to wandb or mlflow (repeatable; TensorBoard is always written; "
+                        "extras: pip install 'scaling[wandb]' / 'scaling[mlflow]'); not part of the run id")
 
 
 def build_cell(args) -> Cell:
@@ -167,6 +177,10 @@ def build_cell(args) -> Cell:
 
 
 def cmd_train(args) -> int:
+    from scaling import trackers
+
+    args.settings = args.settings.with_trackers(args.tracker)
+    trackers.require(args.settings.trackers)  # a missing extra: one line, before the cell is built
     cell = build_cell(args)
     from scaling import train as train_mod
     from scaling.programs import backend_name
