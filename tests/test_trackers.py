@@ -135,7 +135,10 @@ def test_20_step_run_logged_to_wandb_and_mlflow(offline):
 
 
 def test_sweep_level_run_holds_results_and_figures(offline):
+    pytest.importorskip("wandb")
     pytest.importorskip("mlflow")
+    import matplotlib.image
+    import numpy as np
     import pandas as pd
 
     from scaling import trackers
@@ -143,18 +146,38 @@ def test_sweep_level_run_holds_results_and_figures(offline):
     out = offline / "sw"
     (out / "report").mkdir(parents=True)
     (out / "report" / "fits.json").write_text(json.dumps({"approach3": {"a": 0.5, "b": 0.5, "E": 1.7}}))
-    (out / "report" / "isoflop.png").write_bytes(b"\x89PNG fake")
+    matplotlib.image.imsave(out / "report" / "isoflop.png", np.zeros((4, 4, 3)))
     table = pd.DataFrame({"run_id": ["a", "b"], "eval_loss": [2.0, 1.9]})
-    trackers.log_sweep("mlflow", out, table=table)
+    trackers.log_sweep(["wandb", "mlflow"], out, table=table)
+    ids = json.loads((out / "trackers.json").read_text())
+
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    rid = json.loads((out / "trackers.json").read_text())["mlflow"]
-    run = client.get_run(rid)
+    run = client.get_run(ids["mlflow"])
     assert run.info.run_name == "sw (sweep)" and run.data.tags["scaling.kind"] == "sweep"
     assert run.data.metrics["summary/approach3/a"] == 0.5
-    names = {a.path for a in client.list_artifacts(rid)} | {a.path for a in client.list_artifacts(rid, "report")}
+    names = {a.path for a in client.list_artifacts(ids["mlflow"])}
+    names |= {a.path for a in client.list_artifacts(ids["mlflow"], "report")}
     assert {"results.csv", "report/fits.json", "report/isoflop.png"} <= names
+
+    wrun, history, wsummary = _wandb_logged(offline / "wb")
+    assert wrun.display_name == "sw (sweep)" and wrun.run_group == "sw" and wrun.job_type == "sweep"
+    logged = {k: v for step in history.values() for k, v in step.items()}
+    assert logged["results/_type"] == "table-file" and logged["results/nrows"] == 2
+    assert logged["report/isoflop/_type"] == "image-file"
+    assert wsummary["summary/fits/approach3/E"] == 1.7
+
+
+def test_flags_are_repeatable_on_train_and_sweep():
+    from scaling.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["sweep", "e.py", "--out", "o", "--tracker", "wandb", "--tracker", "mlflow"]).tracker == [
+        "wandb", "mlflow"]
+    assert p.parse_args(["train", "--out", "o"]).tracker == []
+    with pytest.raises(SystemExit):
+        p.parse_args(["train", "--out", "o", "--tracker", "neptune"])
 
 
 def test_missing_extra_is_one_line_before_training(tmp_path, monkeypatch):

@@ -261,9 +261,16 @@ def execute(nb: nbformat.NotebookNode, parameters: str | None = None, timeout: i
         if len(cells) != 1:
             raise ValueError(f"expected one cell tagged 'parameters', found {len(cells)}")
         cells[0].source = parameters
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO)}}).execute()
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in (saved or "").split(os.pathsep) if p])
+    try:   # the kernel inherits this process's environment: this checkout's analysis is imported
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO)}}).execute()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
     return nb
 
 
