@@ -11,6 +11,10 @@ loss at the largest budget trained and at an extrapolation target, 100x that bud
 unless given) and, for Approach 3, residual-bootstrap prediction intervals at the same
 budgets.  Rows of group ``wsd_trunk`` (mid-schedule checkpoints of a WSD trunk) never
 enter a fit.
+
+Figures are drawn off-screen (:func:`draw`, :func:`analysis.plots.offscreen`): the report
+chooses the Agg canvas for its own figures and never touches pyplot or the session's backend,
+so it runs headless and leaves nothing behind in a notebook that calls it.
 """
 
 from __future__ import annotations

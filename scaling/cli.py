@@ -3,7 +3,8 @@
 One entry point, one sub-command per job, each a thin layer over a library function so that
 notebooks and scripts can do the same without the shell:
 
-* ``scaling train``  one cell into one run directory (:func:`scaling.train.train`);
+* ``scaling train``  one cell into one run directory (:func:`scaling.train.train`;
+  ``--tracker wandb|mlflow`` also logs it there, :mod:`scaling.trackers`);
 * ``scaling count``  parameter bases and FLOPs per token (:mod:`scaling.accounting`);
 * ``scaling plan | sweep | status``  sweeps (:mod:`scaling.launch.commands`);
 * ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`).
