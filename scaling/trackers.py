@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -124,9 +125,11 @@ class _Wandb:
         import wandb
 
         self.key = run_key or uuid.uuid4().hex[:12]
+        # W&B reads its environment once per process; read WANDB_MODE / WANDB_DIR per run instead
+        env = {k: os.environ[v] for k, v in (("mode", "WANDB_MODE"), ("dir", "WANDB_DIR")) if os.environ.get(v)}
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT, id=self.key, name=name,
-                              group=group, job_type=job_type, config=config, resume="allow",
-                              reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
+                              group=group, job_type=job_type, config=config, resume="allow", reinit="create_new",
+                              settings=wandb.Settings(silent=True, console="off"), **env)
         self.resumed = bool(run_key) and bool(getattr(self.run, "resumed", False))
 
     def log_row(self, row: dict) -> None:
@@ -228,33 +231,50 @@ _BACKENDS = {"wandb": _Wandb, "mlflow": _Mlflow}
 class RunTrackers:
     """The external trackers of one run: opened by the recorder with its writers, fed every row
     it writes to ``metrics.jsonl``, given the summary, closed with the run (lead process only).
-    ``existing_rows()`` returns the rows already in the directory, replayed into a new tracker run."""
+    ``existing_rows()`` returns the rows already in the directory, replayed into a new tracker run.
+
+    A tracker is a copy of the run directory, so one that fails while the run trains (a server
+    gone away) is dropped with a warning and training goes on; its configuration was checked
+    by :func:`require` before anything trained.
+    """
 
     def __init__(self, names, run_id: str, config: dict, ids_path: Path, *, group: str | None = None,
                  existing_rows=list):
-        self.runs = []
+        self.run_id, self.runs = run_id, []
         ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
         for name in parse(names):
-            t = _BACKENDS[name](ids.get(name), run_id, config, group)
-            ids[name] = t.key
-            if not t.resumed:   # a new tracker run holds the rows the directory already has
-                for row in existing_rows():
-                    t.log_row(row)
-            self.runs.append(t)
+            def start(name=name):
+                t = _BACKENDS[name](ids.get(name), run_id, config, group)
+                ids[name] = t.key
+                if not t.resumed:   # a new tracker run holds the rows the directory already has
+                    for row in existing_rows():
+                        t.log_row(row)
+                self.runs.append((name, t))
+
+            self._guard(name, start)
         if self.runs:
             ids_path.write_text(json.dumps(ids))
 
+    def _guard(self, name: str, fn) -> bool:
+        try:
+            fn()
+            return True
+        except Exception as e:  # noqa: BLE001 - see the class docstring
+            print(f"warning: --tracker {name} stopped logging run {self.run_id} ({type(e).__name__}: {e}); "
+                  f"its run directory holds every row", file=sys.stderr, flush=True)
+            return False
+
+    def _each(self, call) -> None:
+        self.runs = [(n, t) for n, t in self.runs if self._guard(n, lambda: call(t))]
+
     def log_row(self, row: dict) -> None:
-        for t in self.runs:
-            t.log_row(row)
+        self._each(lambda t: t.log_row(row))
 
     def log_summary(self, summary: dict) -> None:
-        for t in self.runs:
-            t.log_summary(summary)
+        self._each(lambda t: t.log_summary(summary))
 
     def close(self, exit_code: int = 0) -> None:
-        for t in self.runs:
-            t.finish(exit_code)
+        self._each(lambda t: t.finish(exit_code))
         self.runs = []
 
 

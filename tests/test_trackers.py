@@ -204,3 +204,33 @@ def test_tracker_is_not_part_of_the_run_identity(monkeypatch):
     assert not any("tracker" in f.name for f in dataclasses.fields(Cell))
     with pytest.raises(ConfigError, match="SCALING_TRACKERS"):
         Settings.from_environ({"SCALING_TRACKERS": "neptune"})
+
+
+def test_a_tracker_failing_mid_run_is_dropped_with_a_warning(tmp_path, monkeypatch, capsys):
+    """A tracker is a copy of the run directory: one that fails while the run trains must not stop it."""
+    from scaling import trackers
+
+    calls = []
+
+    class Flaky:
+        resumed = False
+
+        def __init__(self, key, name, config, group):
+            self.key = key or "k1"
+
+        def log_row(self, row):
+            calls.append(row["step"])
+            if row["step"] == 2:
+                raise ConnectionError("server gone")
+
+        def finish(self, exit_code=0):
+            calls.append("finish")
+
+    monkeypatch.setitem(trackers._BACKENDS, "wandb", Flaky)
+    rt = trackers.RunTrackers(["wandb"], "r", {}, tmp_path / "trackers.json", existing_rows=lambda: [{"step": 1}])
+    assert calls == [1] and json.loads((tmp_path / "trackers.json").read_text()) == {"wandb": "k1"}
+    rt.log_row({"step": 2})
+    rt.log_row({"step": 3})
+    rt.close()
+    assert calls == [1, 2]                       # dropped after the failure: no step 3, no finish
+    assert "--tracker wandb stopped logging run r (ConnectionError: server gone)" in capsys.readouterr().err

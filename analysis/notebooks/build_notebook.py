@@ -170,11 +170,15 @@ K_BOOT = 200      # bootstrap resamples of the runs
 K_PRED = 200      # residual-bootstrap refits for the prediction
 K_CMP = 200       # resamples for the recipe comparison
 STARTS = "full"   # Approach 3 start grid: Hoffmann's 4,500 ("small": 432)"""),
-    ("code", """import matplotlib.pyplot as plt
+    ("code", """from pathlib import Path
+import matplotlib.pyplot as plt
 import analysis
 from analysis import approaches as ap, uncertainty as unc, plots
 
-runs = analysis.load_results("experiments/results/quickstart")   # a sweep dir, or a .csv/.parquet file
+# the repository's committed tables, found from wherever Jupyter runs this notebook
+RESULTS = next(p / "experiments" / "results" for p in (Path.cwd(), *Path.cwd().parents)
+               if (p / "experiments" / "results").is_dir())
+runs = analysis.load_results(RESULTS / "quickstart")   # a sweep dir, or a .csv/.parquet file
 runs = runs[runs.state == "done"]
 runs[["run_id", "n_total", "tokens", "budget", "eval_loss"]].head()"""),
     ("md", """## Which columns are N, D, C and the loss
@@ -214,8 +218,8 @@ Same model sizes and token counts, two learning-rate schedules: independent cosi
 WSD table's trunk rows (group `wsd_trunk`, mid-schedule checkpoints that were never annealed)
 are not final runs, so they are dropped. With the same (N, D) points in both tables, the
 bootstrap resamples them paired."""),
-    ("code", """cosine = analysis.load_results("experiments/results/nxd_quickstart/results.csv")
-wsd = analysis.load_results("experiments/results/wsd_quickstart/results.csv")
+    ("code", """cosine = analysis.load_results(RESULTS / "nxd_quickstart" / "results.csv")
+wsd = analysis.load_results(RESULTS / "wsd_quickstart" / "results.csv")
 wsd = wsd[wsd.group != "wsd_trunk"]
 CCOLS = dict(n_col="n_total", d_col="tokens", loss_col="eval_loss", c_col="flops_achieved")
 cmp = analysis.compare(cosine, wsd, **CCOLS, labels=("cosine N x D", "WSD forks"), K=K_CMP, seed=0,
@@ -252,8 +256,8 @@ def build(cells) -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, parameters: str | None = None, timeout: int = 1200) -> nbformat.NotebookNode:
-    """Run ``nb`` in a python3 kernel with the repository as working directory (and on the
-    path); ``parameters`` replaces the source of the cell tagged ``parameters``."""
+    """Run ``nb`` in a python3 kernel whose working directory is this one, as in Jupyter, with this
+    checkout importable; ``parameters`` replaces the source of the cell tagged ``parameters``."""
     from nbclient import NotebookClient
 
     if parameters is not None:
@@ -265,7 +269,7 @@ def execute(nb: nbformat.NotebookNode, parameters: str | None = None, timeout: i
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in (saved or "").split(os.pathsep) if p])
     try:   # the kernel inherits this process's environment: this checkout's analysis is imported
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(REPO)}}).execute()
+                       resources={"metadata": {"path": str(HERE)}}).execute()
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
