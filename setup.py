@@ -31,6 +31,11 @@ EXTRAS = {
     "gpu": ["jax[cuda12]==0.10.2"],
 }
 EXTRAS["zstd"] = ["zstandard"]  # .jsonl.zst / .json.zst corpus files
+# Experiment trackers beside TensorBoard (`--tracker wandb|mlflow`, scaling/trackers.py), pinned to
+# the versions tests/test_trackers.py passes with offline (W&B offline mode, MLflow file store).
+# mlflow-skinny is MLflow's tracking client without the server and UI dependencies.
+EXTRAS["wandb"] = ["wandb==0.31.0"]
+EXTRAS["mlflow"] = ["mlflow-skinny==3.18.0"]
 # libtpu (via jax[tpu]) lets the tests AOT-compile the train step for real TPU topologies on a
 # CPU-only machine (tests/test_tpu_aot.py); with JAX_PLATFORMS=cpu it is only loaded on request.
 # The documentation site (mkdocs.yml): pinned because material and mkdocstrings change their
@@ -39,7 +44,7 @@ EXTRAS["zstd"] = ["zstandard"]  # .jsonl.zst / .json.zst corpus files
 EXTRAS["docs"] = ["mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings[python]==1.0.8",
                   "mkdocstrings-python==2.0.11"]
 EXTRAS["test"] = (["pytest", "nbclient", "nbformat", "ipykernel"] + EXTRAS["slurm"] + EXTRAS["ray"]
-                  + EXTRAS["zstd"] + EXTRAS["tpu"] + EXTRAS["docs"])
+                  + EXTRAS["zstd"] + EXTRAS["tpu"] + EXTRAS["docs"] + EXTRAS["wandb"] + EXTRAS["mlflow"])
 
 setup(
     name="scaling",

@@ -14,8 +14,12 @@ published data go through the same code:
 * :mod:`analysis.recipes`     ``analysis.compare``: recipe B against recipe A, compute-equivalent gain;
 * :mod:`analysis.prediction`  ``analysis.predict``: the loss at any (N, D) with intervals calibrated by rollouts;
 * :mod:`analysis.published`   published laws, model points, tables and shipped data sets;
-* :mod:`analysis.plots`       figures (PNG + SVG); :mod:`analysis.report` fits.json / fits.md /
-  figures in one call; :mod:`analysis.cli` the ``scaling fit`` command.
+* :mod:`analysis.plots`       figures: ``ax=`` in, Figure out, PNG + SVG only given ``path=``;
+  :mod:`analysis.report` fits.json / fits.md / figures in one call; :mod:`analysis.cli` the
+  ``scaling fit`` command; :mod:`analysis.display` how results render in Jupyter.
+
+``analysis.load_results(sweep_dir_or_file)`` reads a results table (a sweep directory or a
+CSV/parquet file) in one call.
 
 No JAX anywhere.  Submodules load on first use (``import analysis.vertices`` pulls in
 numpy only), so planners can import the light parts without pandas or scipy.
@@ -28,7 +32,9 @@ _EXPORTS = {
     "LawFit": "approaches", "fit_approach1": "approaches", "fit_approach2": "approaches",
     "fit_approach3": "approaches", "fit_law": "approaches", "huber_objective": "approaches",
     "LawParams": "laws", "Law": "laws", "hoffmann_grid": "laws",
-    "bin_budgets": "data", "load_table": "data", "prepare": "data",
+    "bin_budgets": "data", "load_results": "data", "load_table": "data", "prepare": "data",
+    "BootstrapResult": "uncertainty", "bootstrap": "uncertainty", "prediction_intervals": "uncertainty",
+    "Comparison": "recipes",
     "compare": "recipes", "predict": "prediction",
 }
 

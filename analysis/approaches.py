@@ -31,6 +31,7 @@ import pandas as pd
 from analysis import laws as lw
 from analysis import solver
 from analysis.data import budgets_of, flops_per_param_token, prepare, require_identifiable
+from analysis.display import Rich, Table, fmt, interval
 from analysis.errors import ConfigError
 from analysis.laws import LawParams, hoffmann_grid
 from analysis.solver import HUBER_DELTA, Convergence
@@ -67,7 +68,7 @@ class PowerLawFrontier:
 
 
 @dataclasses.dataclass(frozen=True)
-class _PowerLawResult:
+class _PowerLawResult(Rich):
     frontier: PowerLawFrontier
     a_se: float
     b_se: float
@@ -81,6 +82,16 @@ class _PowerLawResult:
     def b(self) -> float:
         return self.frontier.b
 
+    def _frontier_table(self, title: str) -> Table:
+        """a and b with OLS 95% intervals (1.96 SE), and the frontier's coefficients."""
+        f = self.frontier
+        rows = [(q, fmt(v), interval(v - 1.96 * se, v + 1.96 * se), fmt(se))
+                for q, v, se in (("a (N_opt ∝ C^a)", f.a, self.a_se), ("b (D_opt ∝ C^b)", f.b, self.b_se))]
+        rows += [("N_opt at C = 1 (e^n0)", fmt(math.exp(f.n0)) if math.isfinite(f.n0) else "-", "-", "-"),
+                 ("D_opt at C = 1 (e^d0)", fmt(math.exp(f.d0)) if math.isfinite(f.d0) else "-", "-", "-")]
+        return Table(title, ("quantity", "value", "95% interval (OLS)", "SE"), tuple(rows),
+                     tuple(self.warnings) + ("bootstrap intervals: analysis.uncertainty.bootstrap",))
+
 
 # --------------------------------------------------------------------------- Approach 1
 
@@ -89,6 +100,10 @@ class Approach1Result(_PowerLawResult):
     """Power laws fitted to the runs on the lower envelope of loss over FLOPs."""
 
     envelope: pd.DataFrame = None   # rows (N, D, C, loss) on the envelope
+
+    def tables(self) -> list[Table]:
+        n = 0 if self.envelope is None else len(self.envelope)
+        return [self._frontier_table(f"Approach 1: power laws through the lower envelope ({n} runs)")]
 
 
 def lower_envelope(frame: pd.DataFrame) -> pd.DataFrame:
@@ -153,6 +168,15 @@ class Approach2Result(_PowerLawResult):
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([dataclasses.asdict(p) for p in self.budgets])
+
+    def tables(self) -> list[Table]:
+        used = sum(p.included for p in self.budgets)
+        rows = tuple((fmt(p.budget), str(p.n_points), fmt(p.n_opt), fmt(p.d_opt), fmt(p.loss_opt),
+                      "yes" if p.included else f"no: {p.reason}") for p in self.budgets)
+        return [self._frontier_table(f"Approach 2: power laws through the IsoFLOP minima "
+                                     f"({used} of {len(self.budgets)} budgets)"),
+                Table("IsoFLOP parabola minima", ("budget C", "runs", "N_opt", "D_opt", "loss at minimum",
+                                                   "included"), rows)]
 
 
 def _budget_parabola(bud, g, min_points, edge, warns) -> BudgetParabola:
@@ -224,7 +248,7 @@ def fit_approach2(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
 # --------------------------------------------------------------------------- Approach 3
 
 @dataclasses.dataclass(frozen=True)
-class LawFit:
+class LawFit(Rich):
     """A fitted law: its parameters (solver coordinates ``x``), objective, convergence and
     frontier.  Named parameters (``E``, ``A``, ... for Chinchilla) are attributes."""
 
@@ -299,6 +323,18 @@ class LawFit:
     def tokens_per_param(self, C, U=None):
         n, d = self.optimal(np.atleast_1d(C), U)
         return (d / n).reshape(np.shape(C))
+
+    def tables(self) -> list[Table]:
+        rows = [(k, fmt(v)) for k, v in self.named.items()]
+        rows += [("a (N_opt ∝ C^a)", fmt(self.a)), ("b (D_opt ∝ C^b)", fmt(self.b))]
+        if self.law.name == "chinchilla":
+            rows.append(("G", fmt(self.G)))
+        c = self.convergence
+        rows += [("objective (summed Huber)", f"{self.objective:.6g}"), ("runs fitted", str(self.n_points)),
+                 ("starts at the best objective", f"{c.n_at_best} of {c.n_starts}")]
+        return [Table(f"Approach 3: {self.law.name} law {self.law.formula}".rstrip(), ("parameter", "value"),
+                      tuple(rows), tuple(self.warnings) + (
+                          "intervals: analysis.uncertainty.bootstrap(..., fit3=fit) and prediction_intervals",))]
 
     def as_dict(self) -> dict:
         out = {"law": self.law.name, **self.named, "objective": self.objective, "a": self.a,

@@ -250,35 +250,47 @@ def done_runs(df: pd.DataFrame, *, state_col: str = "state") -> tuple[pd.DataFra
     return df[keep], excluded
 
 
-def load_table(path) -> pd.DataFrame:
-    """Read a results table: a .csv/.parquet file or a sweep dir holding results.parquet/.csv."""
-    p = Path(path)
+def load_results(sweep_dir_or_file, *, what: str = "sweep_dir_or_file") -> pd.DataFrame:
+    """The tidy results table in one call: from a sweep directory (its ``results.parquet``,
+    else ``results.csv``) or from a ``.csv`` / ``.parquet`` file of runs, ours or anyone's.
+
+    ConfigError (naming ``what``, the argument as the caller calls it) for a path that does
+    not exist, a directory without a results table, another kind of file, an empty or
+    unreadable file, or a table without rows.
+    """
+    p = Path(sweep_dir_or_file)
+    if not p.exists():
+        raise ConfigError(f"{what}: {sweep_dir_or_file} does not exist; pass a sweep directory "
+                          f"(`scaling sweep --out DIR`) or a .csv/.parquet table")
     if p.is_dir():
         for name in ("results.parquet", "results.csv"):
-            if (p / name).exists():
+            if (p / name).is_file():
                 p = p / name
                 break
         else:
-            raise ConfigError(f"TABLE_OR_SWEEP_DIR: {path} has no results.parquet or "
-                              f"results.csv; run `scaling status`/the sweep first")
-    if not p.exists():
-        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {path} does not exist")
-    if p.suffix not in (".parquet", ".csv", ".txt"):
-        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p.name}: expected a .csv or .parquet file")
+            hint = ("its runs/ are there: rebuild the table with `scaling.results.write_table(DIR)` or "
+                    "relaunch the sweep" if (p / "runs").is_dir() else "run the sweep first (`scaling sweep EXP --out DIR`)")
+            raise ConfigError(f"{what}: {sweep_dir_or_file} has no results.parquet or results.csv; {hint}")
+    if p.suffix not in (".parquet", ".pq", ".csv", ".txt"):
+        raise ConfigError(f"{what}: {p.name}: expected a sweep directory or a .csv or .parquet file")
     try:
-        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        df = pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
     except pd.errors.EmptyDataError:
-        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p} is empty (no header row); pass a results table "
-                          f"with one row per run") from None
+        raise ConfigError(f"{what}: {p} is empty (no header row); pass a results table with one row per run") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
         why = " ".join(str(e).split())[:160]
-        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p} cannot be read as {p.suffix[1:]} ({type(e).__name__}: "
-                          f"{why}); pass a .csv or .parquet results table") from None
+        raise ConfigError(f"{what}: {p} cannot be read as {p.suffix[1:]} ({type(e).__name__}: {why}); "
+                          f"pass a .csv or .parquet results table") from None
     if len(df) == 0:
-        raise ConfigError(f"TABLE_OR_SWEEP_DIR: {p} has a header but no rows; nothing to fit")
+        raise ConfigError(f"{what}: {p} has a header but no rows; nothing to fit")
     return df
 
 
+def load_table(path) -> pd.DataFrame:
+    """:func:`load_results` as the ``scaling fit TABLE_OR_SWEEP_DIR`` argument reads it."""
+    return load_results(path, what="TABLE_OR_SWEEP_DIR")
+
+
 __all__ = ["CONVENTIONS", "ConfigError", "bin_budgets", "budgets_of", "drop_groups",
-           "done_runs", "flops_factor", "flops_per_param_token", "load_table", "near_optimum", "prepare",
+           "done_runs", "flops_factor", "flops_per_param_token", "load_results", "load_table", "near_optimum", "prepare",
            "require_identifiable"]

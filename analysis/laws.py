@@ -31,13 +31,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from analysis.display import Rich, Table, fmt
 from analysis.errors import ConfigError
 
 Inputs = Mapping[str, np.ndarray]   # "N", "D", "U" and their logs "logN", ..., each (1, n)
 
 
 @dataclasses.dataclass(frozen=True)
-class LawParams:
+class LawParams(Rich):
     """Chinchilla's E + A/N^alpha + B/D^beta and its frontier under C = k N D (k = 6)."""
 
     E: float
@@ -75,9 +76,13 @@ class LawParams:
     def tokens_per_param(self, C):
         return self.d_opt(C) / self.n_opt(C)
 
+    def tables(self) -> list[Table]:
+        rows = tuple((k, fmt(getattr(self, k))) for k in ("E", "A", "B", "alpha", "beta", "a", "b", "G"))
+        return [Table(f"L = E + A/N^alpha + B/D^beta (C = {fmt(self.k)} N D)", ("parameter", "value"), rows)]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Law:
+class Law(Rich):
     """A loss law in solver coordinates ``params`` (one row of X per start).
 
     ``log_loss(X, inputs) -> (R, n)`` is the law's log prediction.  Optional hooks make a
@@ -143,6 +148,12 @@ class Law:
 
         return cls(name=name, params=params, bounds=bounds, grid=grid, log_loss=log_loss,
                    inputs=tuple(inputs), formula=formula)
+
+    def tables(self) -> list[Table]:
+        rows = tuple((p, fmt(lo), fmt(hi)) for p, (lo, hi) in zip(self.params, self.bounds))
+        return [Table(f"law {self.name}: {self.formula}".rstrip(": "), ("parameter (solver coordinate)", "lower bound",
+                                                                        "upper bound"), rows,
+                      (f"inputs: {', '.join(self.inputs)}; start grids: {', '.join(self.grid)}",))]
 
     # ------------------------------------------------------------------ starts and bounds
 

@@ -1,30 +1,84 @@
-"""Figures in the style of Chinchilla's Figures 3 and 4 (matplotlib, Agg, PNG + SVG).
+"""Figures in the style of Chinchilla's Figures 3 and 4, for notebooks and reports alike.
 
-Each function takes fitted results (and optionally bootstrap samples), draws one figure
-and, given ``path`` without suffix, writes ``path.png`` and ``path.svg``; it returns the
-list of files written.  Every figure is drawn over the range the data cover (plus the
-extrapolation target when one is given): published models and Kaplan et al.'s line appear
-only when they fall inside that range, or when asked for.  matplotlib is imported inside
-the functions so that importing :mod:`analysis` stays light.
+Every function follows the pandas/seaborn convention: it draws into the Axes it is given
+(``ax=``; a pair of Axes for the two-panel figures) or into a new Figure, saves
+``path.png`` and ``path.svg`` only when ``path`` (without suffix) is given, and returns the
+Figure, which Jupyter renders inline.  No function selects a matplotlib backend: a new
+Figure comes from :mod:`matplotlib.pyplot` under the session's own backend, or, inside
+:func:`offscreen` (what :mod:`analysis.report` uses), is an Agg figure that pyplot never
+sees, so a headless report neither needs a display nor leaks figures into a notebook.
+
+Every figure is drawn over the range the data cover (plus the extrapolation target when one
+is given): published models and Kaplan et al.'s line appear only when they fall inside that
+range, or when asked for.  matplotlib is imported inside the functions so that importing
+:mod:`analysis` stays light.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from pathlib import Path
 
 import numpy as np
 
+_OFFSCREEN = contextvars.ContextVar("analysis_plots_offscreen", default=False)
 
-def _plt():
+
+@contextlib.contextmanager
+def offscreen():
+    """Within this block, new figures are Agg-canvas Figures outside pyplot (never shown, no
+    backend switched, garbage-collected with their last reference): for headless reports."""
+    token = _OFFSCREEN.set(True)
+    try:
+        yield
+    finally:
+        _OFFSCREEN.reset(token)
+
+
+def _cmap(name: str):
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.colormaps[name]
 
 
-def _save(fig, path) -> list[str]:
+def _figure(ax, ncols: int, figsize, **kw):
+    """``(fig, axes, own)``: the caller's Axes (``ncols`` of them) and their Figure, or a new
+    Figure with ``ncols`` panels (``own`` True: the function may set the figure's title)."""
+    if ax is not None:
+        axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel().tolist()
+        if len(axes) != ncols:
+            from analysis.errors import ConfigError
+
+            raise ConfigError(f"ax: this figure has {ncols} panel(s); pass {'one Axes' if ncols == 1 else f'{ncols} Axes'}, "
+                              f"got {len(axes)}")
+        return axes[0].figure, (axes[0] if ncols == 1 else axes), False
+    if _OFFSCREEN.get():
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        sharey = kw.pop("sharey", False)
+        fig = Figure(figsize=figsize, **kw)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols, sharey=sharey, squeeze=True)
+    else:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, ncols, figsize=figsize, **kw)
+    return fig, (axes if ncols == 1 else list(axes)), True
+
+
+def _suptitle(fig, axes, own: bool, text: str, **kw) -> None:
+    """The figure's title, or (drawing into the caller's Axes) the first panel's."""
+    if own:
+        fig.suptitle(text, **kw)
+    else:
+        axes[0].set_title(text, **kw)
+
+
+def save(fig, path) -> list[str]:
+    """Write ``fig`` as ``path.png`` and ``path.svg`` (``path`` without suffix; parents made);
+    return the two file names."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = []
@@ -32,8 +86,13 @@ def _save(fig, path) -> list[str]:
         p = path.with_suffix("." + ext)
         fig.savefig(p, dpi=110, bbox_inches="tight")
         out.append(str(p))
-    _plt().close(fig)
     return out
+
+
+def _done(fig, path):
+    if path is not None:
+        save(fig, path)
+    return fig
 
 
 def _law(law):
@@ -54,15 +113,14 @@ def _law_title(law) -> str:
     return formula + ("  (" + ", ".join(f"{k}={v:.3g}" for k, v in named.items()) + ")" if named else "")
 
 
-def isoflop_curves(frame, fit2, path) -> list[str]:
+def isoflop_curves(frame, fit2, path=None, *, ax=None):
     """Loss vs N per budget with the fitted parabolas and their minima (Fig. 3 left).
 
     ``frame`` is the canonical frame (N, D, C, loss, budget) of :func:`analysis.data.prepare`
     with the budget column filled.
     """
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.6, 4.6))
-    cmap = plt.get_cmap("viridis")
+    fig, ax, own = _figure(ax, 1, (6.6, 4.6))
+    cmap = _cmap("viridis")
     bud = fit2.budgets
     for i, p in enumerate(bud):
         c = cmap(i / max(len(bud) - 1, 1))
@@ -81,17 +139,16 @@ def isoflop_curves(frame, fit2, path) -> list[str]:
     ax.set_ylabel("final loss")
     ax.set_title(f"IsoFLOP curves: loss vs size at fixed compute (Approach 2, a = {fit2.a:.3f})")
     ax.legend(title="budget (FLOPs)", fontsize=7, ncol=2)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def optimal_allocation(fits: dict, path, *, boot=None, C_range=None, kaplan="auto", minima=None,
-                       frame=None, target_c=None) -> list[str]:
+def optimal_allocation(fits: dict, path=None, *, ax=None, boot=None, C_range=None, kaplan="auto", minima=None,
+                       frame=None, target_c=None):
     """N_opt(C) and D_opt(C) for each approach (``fits``: {1: res1, 2: res2, 3: res3}), with
     the 95% bootstrap band of each when ``boot`` is given, the budgets the runs span shaded,
     the runs and the IsoFLOP minima as points, and the extrapolation target marked."""
     from analysis.published import KAPLAN2020, MODELS
 
-    plt = _plt()
     if C_range is None:
         if frame is not None:
             hi = max(frame["C"].max(), target_c or 0)
@@ -99,7 +156,7 @@ def optimal_allocation(fits: dict, path, *, boot=None, C_range=None, kaplan="aut
         else:
             C_range = (1e18, 1e26)
     C = np.logspace(np.log10(C_range[0]), np.log10(C_range[1]), 80)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes, own = _figure(ax, 2, (11, 4.4))
     colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
     names = {1: "Approach 1 (envelope)", 2: "Approach 2 (IsoFLOP minima)", 3: "Approach 3 (fitted law)"}
     for appr, res in sorted(fits.items()):
@@ -140,8 +197,8 @@ def optimal_allocation(fits: dict, path, *, boot=None, C_range=None, kaplan="aut
     for ax, lab in zip(axes, ("compute-optimal parameters N_opt", "compute-optimal tokens D_opt")):
         ax.set_xscale("log"); ax.set_yscale("log")
         ax.set_xlabel("training FLOPs C"); ax.set_ylabel(lab); ax.legend(fontsize=7)
-    fig.suptitle("Compute-optimal allocation" + (f" with 95% bootstrap bands (K={boot.K})" if boot else ""))
-    return _save(fig, path)
+    _suptitle(fig, axes, own, "Compute-optimal allocation" + (f" with 95% bootstrap bands (K={boot.K})" if boot else ""))
+    return _done(fig, path)
 
 
 def _ranges(p, frame, target_c, N_range, D_range):
@@ -157,14 +214,13 @@ def _ranges(p, frame, target_c, N_range, D_range):
     return (min(n) / 3, max(n) * 3), (min(d) / 3, max(d) * 3)
 
 
-def loss_contour(law, path, *, frame=None, target_c=None, N_range=None, D_range=None,
-                 models=None) -> list[str]:
+def loss_contour(law, path=None, *, ax=None, frame=None, target_c=None, N_range=None, D_range=None,
+                 models=None):
     """Contours of the fitted L(N, D) over the runs (coloured by their measured loss on the
     same scale), the efficient frontier, IsoFLOP lines through the trained budgets and the
     target, and published models that fall inside the range (``models``: a dict to force)."""
     from analysis.published import MODELS
 
-    plt = _plt()
     p = _law(law)
     N_range, D_range = _ranges(p, frame, target_c, N_range, D_range)
     n = np.logspace(*np.log10(N_range), 160)
@@ -176,7 +232,7 @@ def loss_contour(law, path, *, frame=None, target_c=None, N_range=None, D_range=
     if frame is not None:
         lo, hi = min(lo, frame["loss"].min()), max(min(hi, frame["loss"].max() * 1.05), frame["loss"].max())
     levels = np.linspace(lo, hi, 22)
-    fig, ax = plt.subplots(figsize=(7.2, 5.6))
+    fig, ax, own = _figure(ax, 1, (7.2, 5.6))
     cs = ax.contourf(DD, NN, np.clip(LL, lo, hi), levels=levels, cmap="viridis_r", extend="neither")
     cb = fig.colorbar(cs, ax=ax, label="loss (background: the law; dots: measured runs)", format="%.3g")
     cb.set_ticks(levels[::3])
@@ -215,18 +271,17 @@ def loss_contour(law, path, *, frame=None, target_c=None, N_range=None, D_range=
     ax.set_xlabel("tokens D"); ax.set_ylabel("parameters N")
     ax.set_title(_law_title(law), fontsize=9)
     ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def residuals(frame, law, path) -> list[str]:
+def residuals(frame, law, path=None, *, ax=None):
     """log loss residuals of the fitted law against N and against D, one colour per budget."""
-    plt = _plt()
     p = _law(law)
     pred = np.asarray(p.loss(frame["N"].to_numpy(), frame["D"].to_numpy()))
     r = np.log(pred) - np.log(frame["loss"].to_numpy())
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.9), sharey=True, constrained_layout=True)
+    fig, axes, own = _figure(ax, 2, (10.5, 3.9), sharey=True, layout="constrained")
     budgets = np.unique(frame["budget"])
-    cmap = plt.get_cmap("viridis")
+    cmap = _cmap("viridis")
     for i, b in enumerate(budgets):
         m = np.isclose(frame["budget"].to_numpy(), b, rtol=1e-9)
         for ax, q in zip(axes, ("N", "D")):
@@ -239,22 +294,51 @@ def residuals(frame, law, path) -> list[str]:
     if len(budgets) <= 12:
         axes[0].legend(title="budget", fontsize=7, ncol=2)
     rms = float(np.sqrt(np.mean(r ** 2)))
-    fig.suptitle(f"Residuals of the fitted law: RMS {rms:.3g} in log loss (about {100 * rms:.2g}% of the loss); "
+    _suptitle(fig, axes, own, f"Residuals of the fitted law: RMS {rms:.3g} in log loss (about {100 * rms:.2g}% of the loss); "
                  f"a pattern along N or D means the law's form does not fit", fontsize=9)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def compare_gain(cmp, path) -> list[str]:
+def rollout_errors(roll, path=None, *, ax=None, growth: float | None = None, sigma0: float | None = None,
+                   z: float = 1.96):
+    """Rollout prediction errors against extrapolation distance: signed (left) and absolute (right)
+    relative error of each run predicted from the fit on the levels below it, one colour per level;
+    with ``growth`` and ``sigma0``, the interval half-width ``z sigma(d)`` the predictions use."""
+    fig, axes, own = _figure(ax, 2, (10.5, 3.9), layout="constrained")
+    levels = sorted(roll["level"].unique())
+    cmap = _cmap("viridis")
+    for i, lv in enumerate(levels):
+        g = roll[roll["level"] == lv]
+        rel = 100 * (g["pred"] / g["loss"] - 1)
+        c = cmap(i / max(len(levels) - 1, 1))
+        axes[0].scatter(g["distance"], rel, s=12, color=c, label=f"fit <= {lv:.2g}")
+        axes[1].scatter(g["distance"], rel.abs(), s=12, color=c)
+    if growth is not None and sigma0 is not None and len(roll):
+        d = np.linspace(0, max(float(roll["distance"].max()), 0.1), 50)
+        half = 100 * np.expm1(z * np.sqrt(sigma0 ** 2 + (growth * d) ** 2))
+        axes[1].plot(d, half, "k--", lw=1, label=f"interval half-width ({growth:.3f}/decade)")
+        axes[1].legend(fontsize=7)
+    axes[0].axhline(0, color="k", lw=0.8)
+    axes[0].set_ylabel("predicted / measured - 1 (%)")
+    axes[1].set_ylabel("|error| (%)")
+    for a in axes:
+        a.set_xlabel("extrapolation distance: log10(C / largest C fitted)")
+    if 0 < len(levels) <= 12:
+        axes[0].legend(fontsize=7, ncol=2)
+    _suptitle(fig, axes, own, "Rollouts: fit on the runs at or below each level, predict every run above", fontsize=9)
+    return _done(fig, path)
+
+
+def compare_gain(cmp, path=None, *, ax=None):
     """Left: both recipes' compute-optimal loss frontiers and measured IsoFLOP minima.
     Right: compute-equivalent gain of B over A with 95% bootstrap intervals."""
     from analysis import recipes
 
-    plt = _plt()
     a, b = cmp.labels
     t = cmp.table
     C = np.logspace(np.log10(t["C"].min() / 2), np.log10(t["C"].max() * 2), 120)
     fa, fb = cmp.fit_a, cmp.fit_b
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes, own = _figure(ax, 2, (11, 4.4))
     for fit, lab, col, m in ((fa, a, "tab:blue", cmp.minima_a), (fb, b, "tab:red", cmp.minima_b)):
         axes[0].plot(C, fit.loss_opt(C), color=col, label=f"{lab}: law frontier")
         if m is not None and len(m):
@@ -280,16 +364,15 @@ def compare_gain(cmp, path) -> list[str]:
     axes[1].set_xlabel("training FLOPs C (of recipe A)")
     axes[1].set_ylabel(f"compute-equivalent gain of {b}")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"{b} vs {a}: compute {a} needs / compute {b} needs for the same loss (>1: {b} is cheaper)",
+    _suptitle(fig, axes, own, f"{b} vs {a}: compute {a} needs / compute {b} needs for the same loss (>1: {b} is cheaper)",
                  fontsize=9)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def allocation_comparison(table, path, rules=("chinchilla_rule", "kaplan_rule")) -> list[str]:
+def allocation_comparison(table, path=None, rules=("chinchilla_rule", "kaplan_rule"), *, ax=None):
     """Final loss vs budget for two allocation rules (``analysis.allocation.compare_allocations``),
     with each point labelled by its model size: the trained version of Chinchilla vs Gopher."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax, own = _figure(ax, 1, (6.4, 4.2))
     for rule, color, marker in zip(rules, ("tab:green", "tab:red"), ("o", "s")):
         ax.plot(table["budget"], table[f"loss_{rule}"], marker=marker, color=color, label=rule.replace("_", " "))
         for _, r in table.iterrows():
@@ -300,17 +383,16 @@ def allocation_comparison(table, path, rules=("chinchilla_rule", "kaplan_rule"))
     ax.set_ylabel("final eval loss")
     ax.set_title("Same budget, two allocations")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def wsd_forks(df, path, *, n_col: str, d_col: str, loss_col: str, group_col: str = "group", law=None) -> list[str]:
+def wsd_forks(df, path=None, *, n_col: str, d_col: str, loss_col: str, group_col: str = "group", law=None, ax=None):
     """Final eval loss vs training tokens per model size, one marker per WSD fork (each a cooled-down
     branch of that size's one trunk), with the fitted law's curve per size when given."""
-    plt = _plt()
     forks = df[df[group_col] == "wsd_fork"].sort_values(d_col)
     sizes = sorted(forks[n_col].unique())
-    cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    cmap = _cmap("viridis")
+    fig, ax, own = _figure(ax, 1, (6.6, 4.4))
     for i, n in enumerate(sizes):
         g = forks[forks[n_col] == n]
         color = cmap(i / max(len(sizes) - 1, 1))
@@ -325,4 +407,4 @@ def wsd_forks(df, path, *, n_col: str, d_col: str, loss_col: str, group_col: str
                  + ("\nlines: fitted law" if law is not None else ""), fontsize=10)
     ax.legend(fontsize=7, title="size (parameters)", title_fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return _done(fig, path)

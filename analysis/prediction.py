@@ -18,12 +18,13 @@ grows.  The interval model, in log loss::
 variance of the predicted log loss at the point; ``s``: the growth per decade, the least-
 squares slope of ``e^2 - sigma_0k^2`` on ``d^2`` over all rollout predictions (``e`` a rollout
 error, ``sigma_0k`` the residual sd of the fit that made it), clipped at 0.  The interval is
-``loss * exp(+-z sigma(d))``.  Because rollout errors already contain the parameter error of
+``loss * exp(+-z sigma(d))``, ``z`` the Gaussian 1.96 for 95%, or the 95% quantile of the
+rollouts' standardized errors when that is larger (heavy tails widen it).  Because rollout errors already contain the parameter error of
 the smaller fits, adding ``var_param`` is conservative.
 
 ``calibration`` reports the rollouts' **cross-validated coverage**: each rollout level's
-predictions are scored with an ``s`` estimated from the *other* levels (and without the
-parameter term), so the number is not the fit grading itself.  What the interval does not
+predictions are scored with an ``s`` and a ``z`` estimated from the *other* levels (and
+without the parameter term), so the number is not the fit grading itself.  What the interval does not
 include: errors that no smaller-budget rollout inside the table exhibits (a regime change
 beyond the data), and anything systematic shared by every run (a biased eval set).
 """
@@ -50,7 +51,7 @@ def _z(level: float) -> float:
     return float(norm.ppf(0.5 + level / 2))
 
 
-def _resid_sd(fit: ap.LawFit, frame: pd.DataFrame) -> float:
+def residual_sd(fit: ap.LawFit, frame: pd.DataFrame) -> float:
     """Residual sd of log loss, corrected for the law's parameters."""
     r = np.log(frame["loss"].to_numpy()) - fit.law.log_loss(np.array(fit.x)[None], inputs_of(frame))[0]
     dof = max(len(r) - len(fit.x), 1)
@@ -96,7 +97,7 @@ def rollouts(frame: pd.DataFrame, *, law="chinchilla", starts="small") -> tuple[
             continue
         pred = np.exp(fit.law.log_loss(np.array(fit.x)[None], inputs_of(test))[0])
         c_fit = float(train["C"].max())
-        sd = _resid_sd(fit, train)
+        sd = residual_sd(fit, train)
         for (_, r), p in zip(test.iterrows(), pred):
             rows.append({"level": float(b), "n_fit": len(train), "sigma0_fit": sd, "budget": float(r["budget"]),
                          "N": float(r["N"]), "D": float(r["D"]), "C": float(r["C"]), "loss": float(r["loss"]),
@@ -116,11 +117,26 @@ def growth(roll: pd.DataFrame) -> float:
     return float(math.sqrt(max(float(d2 @ excess) / den, 0.0))) if den > 0 else 0.0
 
 
-def calibration(roll: pd.DataFrame, notes: list[str], level: float = LEVEL) -> dict:
-    """Cross-validated coverage of the rollout predictions (each level scored with ``s`` from the others)."""
+def _scores(roll: pd.DataFrame, s: float) -> np.ndarray:
+    """|log error| / the rollout's sd under growth ``s``: 1.96 is the nominal 95% bound."""
+    sd = np.sqrt(roll["sigma0_fit"].to_numpy() ** 2 + (s * np.maximum(roll["distance"].to_numpy(), 0)) ** 2)
+    return np.abs(roll["log_error"].to_numpy()) / np.maximum(sd, 1e-12)
+
+
+def z_calibrated(roll: pd.DataFrame, s: float, level: float = LEVEL) -> float:
+    """The interval's half-width in sds: the Gaussian ``z`` of ``level``, or the ``level`` quantile of the
+    rollouts' standardized errors when that is larger (heavier tails than Gaussian are widened, never
+    narrowed)."""
     z = _z(level)
+    return max(z, float(np.quantile(_scores(roll, s), level))) if len(roll) else z
+
+
+def calibration(roll: pd.DataFrame, notes: list[str], level: float = LEVEL) -> dict:
+    """Cross-validated coverage of the rollout predictions: each level is scored with the growth ``s``
+    and the half-width ``z`` (:func:`z_calibrated`) estimated from the *other* levels."""
     out = {"level": level, "n_levels": int(roll["level"].nunique()) if len(roll) else 0,
            "n_predictions": int(len(roll)), "growth_per_decade": growth(roll), "notes": list(notes)}
+    out["z"] = z_calibrated(roll, out["growth_per_decade"], level) if out["n_levels"] >= 2 else _z(level)
     if out["n_levels"] < 2:
         out["coverage"] = None
         out["note"] = ("too few budgets for cross-validated rollouts (need >= 2 rollout levels, i.e. >= 3 budgets "
@@ -128,14 +144,16 @@ def calibration(roll: pd.DataFrame, notes: list[str], level: float = LEVEL) -> d
                            "the interval is widened with the growth of the one level there is, uncalibrated"
                            if out["n_levels"] else "the interval is not widened for distance"))
         return out
-    hits = []
+    hits, nominal = [], []
     for lv, g in roll.groupby("level"):
-        s = growth(roll[roll["level"] != lv])
-        sd = np.sqrt(g["sigma0_fit"].to_numpy() ** 2 + (s * np.maximum(g["distance"].to_numpy(), 0)) ** 2)
-        hits.append(np.abs(g["log_error"].to_numpy()) <= z * sd)
-    hits = np.concatenate(hits)
+        rest = roll[roll["level"] != lv]
+        s = growth(rest)
+        sc = _scores(g, s)
+        hits.append(sc <= z_calibrated(rest, s, level))
+        nominal.append(sc <= _z(level))
+    hits, nominal = np.concatenate(hits), np.concatenate(nominal)
     e = roll["log_error"].to_numpy()
-    out.update(coverage=float(hits.mean()),
+    out.update(coverage=float(hits.mean()), coverage_gaussian_z=float(nominal.mean()),
                by_distance=_by_distance(roll, np.concatenate(
                    [np.full(len(g), lv) for lv, g in roll.groupby("level")]), hits),
                mean_signed_rel_error=float(np.mean(np.expm1(-e))),
@@ -157,6 +175,18 @@ def _by_distance(roll: pd.DataFrame, levels, hits) -> list[dict]:
                         "mean_signed_rel_error": float(np.mean(np.expm1(-e[m]))),
                         "mean_abs_rel_error": float(np.mean(np.abs(np.expm1(-e[m]))))})
     return out
+
+
+def rollout_summary(roll: pd.DataFrame, notes: list[str], level: float = LEVEL) -> dict:
+    """JSON-ready rollouts for a report: one row per level (runs fitted, runs predicted, farthest
+    distance, mean signed and absolute relative error) and the :func:`calibration` of them all."""
+    levels = []
+    for lv, g in roll.groupby("level"):
+        rel = g["pred"] / g["loss"] - 1
+        levels.append({"level": float(lv), "n_fit": int(g["n_fit"].iloc[0]), "n_predicted": int(len(g)),
+                       "max_distance": float(g["distance"].max()), "mean_signed_rel_error": float(rel.mean()),
+                       "mean_abs_rel_error": float(rel.abs().mean())})
+    return {"levels": levels, "calibration": calibration(roll, notes, level)}
 
 
 def parse_points(at) -> list[tuple[float, float]]:
@@ -203,10 +233,10 @@ def predict(df: pd.DataFrame, at, *, loss_col: str, n_col: str | None = None, d_
         raise ConfigError(f"law: {law.name} needs unique tokens at each point; predict supports laws of N and D")
     cols = canon(frame)
     fit = ap.fit_approach3(frame, **cols, law=law, starts=starts)
-    sigma0 = _resid_sd(fit, frame)
+    sigma0 = residual_sd(fit, frame)
     roll, notes = rollouts(frame, law=law, starts="small")
     calib = calibration(roll, notes, level)
-    s = calib["growth_per_decade"]
+    s, z = calib["growth_per_decade"], calib["z"]
     warnings = list(fit.warnings)
     if calib["n_levels"] < 2:
         warnings.append("predict: " + calib["note"])
@@ -222,7 +252,6 @@ def predict(df: pd.DataFrame, at, *, loss_col: str, n_col: str | None = None, d_
         boot_log = np.full((1, len(pts)), np.nan)
     c_max = float(frame["C"].max())
     k = fit.k
-    z = _z(level)
     preds = []
     for i, (n, d) in enumerate(pts):
         C = k * n * d

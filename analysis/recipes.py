@@ -28,6 +28,7 @@ import pandas as pd
 from analysis import approaches as ap
 from analysis import uncertainty as unc
 from analysis.diagnostics import canon, canonical, inputs_of
+from analysis.display import Rich, Table, fmt, interval
 from analysis.errors import ConfigError
 from analysis.solver import HUBER_DELTA
 
@@ -69,7 +70,7 @@ def frontier_inverse(fit: ap.LawFit, targets, Cgrid) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Comparison:
+class Comparison(Rich):
     """Gain of recipe B over recipe A (``table``: one row per budget, measured then
     extrapolated) and both fits."""
 
@@ -111,6 +112,28 @@ class Comparison:
         if self.warnings:
             L += [""] + [f"- {w}" for w in self.warnings]
         return "\n".join(L) + "\n"
+
+    def tables(self) -> list[Table]:
+        a, b = self.labels
+        lv = f"{int(100 * self.level)}%"
+        rows = tuple((fmt(r["C"]), r["kind"], fmt(r["loss_a"]), fmt(r["loss_b"]), fmt(r["gain"]) + "x",
+                      interval(r["gain_lo"], r["gain_hi"]), fmt(r["gain_measured"])) for _, r in self.table.iterrows())
+        out = [Table(f"Compute-equivalent gain of {b} over {a} ({self.fit_a.law.name} law fitted to each; "
+                     f"bootstrap K={self.K})", ("budget C", "kind", f"loss* {a}", f"loss* {b}", "gain",
+                                                 f"gain {lv}", "gain of the measured minima"), rows,
+                     (f"gain: the compute {a} needs for its compute-optimal loss / the compute {b} needs "
+                      f"for the same loss (> 1: {b} is cheaper)",))]
+        if self.differences is not None:
+            rows = tuple((r["quantity"], fmt(r["value_a"]), fmt(r["value_b"]), f"{r['diff']:+.4g}",
+                          interval(r["diff_lo"], r["diff_hi"])) for _, r in self.differences.iterrows())
+            out.append(Table(f"Law of {b} minus law of {a} ({'paired' if self.paired else 'independent'} resampling)",
+                             ("quantity", a, b, f"{b} - {a}", lv), rows))
+        if self.warnings:
+            out[-1] = dataclasses.replace(out[-1], notes=out[-1].notes + tuple(self.warnings))
+        return out
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
 
     def as_dict(self) -> dict:
         return {"labels": list(self.labels), "law": self.fit_a.law.name, "K": self.K,

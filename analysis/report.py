@@ -11,6 +11,10 @@ loss at the largest budget trained and at an extrapolation target, 100x that bud
 unless given) and, for Approach 3, residual-bootstrap prediction intervals at the same
 budgets.  Rows of group ``wsd_trunk`` (mid-schedule checkpoints of a WSD trunk) never
 enter a fit.
+
+Figures are drawn off-screen (:func:`draw`, :func:`analysis.plots.offscreen`): the report
+chooses the Agg canvas for its own figures and never touches pyplot or the session's backend,
+so it runs headless and leaves nothing behind in a notebook that calls it.
 """
 
 from __future__ import annotations
@@ -148,6 +152,18 @@ def fit_all(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None, d_col:
             out["backtest"] = unc.backtest(frame, **canon, law=law, starts=starts)
         except Exception as e:
             out["backtest"] = {"error": f"{type(e).__name__}: {e}"}
+        if "U" not in law.inputs:  # rollouts: the backtest at every level, and how the error grows
+            from analysis import prediction
+
+            try:
+                roll, notes = prediction.rollouts(frame, law=law, starts="small")
+                out["rollouts"] = _clean(prediction.rollout_summary(roll, notes))
+                objs["rollouts"] = roll
+                if 3 in objs:
+                    objs["rollout_band"] = (out["rollouts"]["calibration"]["growth_per_decade"],
+                                            prediction.residual_sd(objs[3], frame), out["rollouts"]["calibration"]["z"])
+            except Exception as e:
+                out["rollouts"] = {"error": f"{type(e).__name__}: {e}"}
     out["warnings"] = warns
     return _clean(out), objs
 
@@ -172,40 +188,47 @@ def _add_intervals(out, objs, frame, canon, approaches, K, seed, warns) -> None:
             out["prediction"] = {"error": f"{type(e).__name__}: {e}"}
 
 
+def draw(name: str, out_dir, plot, *args, **kwargs) -> list[str]:
+    """``plot(*args, **kwargs)`` drawn off-screen (:func:`analysis.plots.offscreen`: an Agg
+    figure of the report's own, whatever backend the session uses) and saved as
+    ``out_dir/name.png`` and ``.svg``; returns the files, or ``["error: name: ..."]`` so that
+    a figure that cannot be drawn never loses the fits."""
+    from analysis import plots
+
+    try:
+        with plots.offscreen():
+            return plots.save(plot(*args, **kwargs), Path(out_dir) / name)
+    except Exception as e:
+        return [f"error: {name}: {type(e).__name__}: {e}"]
+
+
 def make_plots(objs: dict, out_dir) -> list[str]:
     """All figures that the fitted objects allow; failures are returned as 'error: ...'."""
     from analysis import plots
 
-    out_dir = Path(out_dir)
     files: list[str] = []
     frame = objs["frame"]
     target = objs.get("target_c")
-    jobs = []
     if 2 in objs:
-        jobs.append(("isoflop", lambda p: plots.isoflop_curves(frame, objs[2], p)))
+        files += draw("isoflop", out_dir, plots.isoflop_curves, frame, objs[2])
     fits = {k: objs.get(k) for k in (1, 2, 3) if objs.get(k) is not None}
     if fits:
         minima = objs[2].table().query("included") if 2 in objs else None
-        jobs.append(("allocation", lambda p: plots.optimal_allocation(
-            fits, p, boot=objs.get("boot"), minima=minima, frame=frame, target_c=target)))
+        files += draw("allocation", out_dir, plots.optimal_allocation, fits, boot=objs.get("boot"),
+                      minima=minima, frame=frame, target_c=target)
     if 3 in objs:
-        jobs.append(("contour", lambda p: plots.loss_contour(objs[3], p, frame=frame, target_c=target)))
-        jobs.append(("residuals", lambda p: plots.residuals(frame, objs[3], p)))
-    for name, job in jobs:
-        try:
-            files.extend(job(out_dir / name))
-        except Exception as e:
-            files.append(f"error: {name}: {type(e).__name__}: {e}")
+        files += draw("contour", out_dir, plots.loss_contour, objs[3], frame=frame, target_c=target)
+        files += draw("residuals", out_dir, plots.residuals, frame, objs[3])
+    if objs.get("rollouts") is not None and len(objs["rollouts"]):
+        g, s0, z = objs.get("rollout_band", (None, None, 1.96))
+        files += draw("rollouts", out_dir, plots.rollout_errors, objs["rollouts"], growth=g, sigma0=s0, z=z)
     return files
 
 
 def plots_allocation(table, out_dir) -> list[str]:
     from analysis import plots
 
-    try:
-        return plots.allocation_comparison(table, Path(out_dir) / "allocation_rules")
-    except Exception as e:
-        return [f"error: allocation_rules: {type(e).__name__}: {e}"]
+    return draw("allocation_rules", out_dir, plots.allocation_comparison, table)
 
 
 def known_truth(df: pd.DataFrame, fit3_summary: dict, truth_col: str = "entropy_rate") -> dict | None:
@@ -268,11 +291,8 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
     if group_col in df and (df[group_col] == "wsd_fork").any() and n_col and d_col:
         from analysis import plots
 
-        try:
-            summary["plots"] += plots.wsd_forks(df, out_dir / "wsd_forks", n_col=n_col, d_col=d_col, loss_col=loss_col,
-                                                group_col=group_col, law=objs.get(3))
-        except Exception as e:  # a figure must not lose the fits
-            summary["plots"].append(f"error: wsd_forks: {type(e).__name__}: {e}")
+        summary["plots"] += draw("wsd_forks", out_dir, plots.wsd_forks, df, n_col=n_col, d_col=d_col,
+                                 loss_col=loss_col, group_col=group_col, law=objs.get(3))
     if compare_to is not None:
         summary.update(compare_section(df, compare_to, out_dir, labels=compare_labels, law=law,
                                        K=bootstrap or 200, seed=seed, n_col=n_col, d_col=d_col,
@@ -294,8 +314,5 @@ def compare_section(df_a, df_b, out_dir=None, *, labels, law, K, seed, **cols) -
         return {"compare": {"error": str(e)}}
     out = {"compare": _clean(cmp.as_dict()), "compare_md": cmp.to_markdown()}
     if out_dir is not None:
-        try:
-            out["plots_compare"] = plots.compare_gain(cmp, Path(out_dir) / "compare")
-        except Exception as e:
-            out["plots_compare"] = [f"error: compare: {type(e).__name__}: {e}"]
+        out["plots_compare"] = draw("compare", out_dir, plots.compare_gain, cmp)
     return out

@@ -133,6 +133,27 @@ def _identifiability(summary) -> list[str]:
     return out
 
 
+def _rollouts(summary) -> list[str]:
+    ro = summary.get("rollouts")
+    if not ro:
+        return []
+    L = ["", "## Rollouts: fit on the budgets below, predict every run above", ""]
+    if "error" in ro:
+        return L + [f"not run: {ro['error']}"]
+    if ro["levels"]:
+        L += ["| fitted on C <= | runs fitted | runs predicted | farthest (decades) | mean signed error | mean abs error |",
+              "|---|---|---|---|---|---|"]
+        L += [f"| {r['level']:.3g} | {r['n_fit']} | {r['n_predicted']} | {r['max_distance']:.2f} | "
+              f"{100 * r['mean_signed_rel_error']:+.2f}% | {100 * r['mean_abs_rel_error']:.2f}% |" for r in ro["levels"]]
+    cal = ro["calibration"]
+    L += ["", f"Error growth {cal['growth_per_decade']:.4f} (log loss) per decade of extrapolation. "
+              + (f"Cross-validated coverage of the 95% prediction interval (`scaling predict`): "
+                 f"{100 * cal['coverage']:.0f}% of {cal['n_predictions']} rollout predictions."
+                 if cal.get("coverage") is not None else cal.get("note", ""))]
+    L += [f"- {n}" for n in cal.get("notes", [])]
+    return L
+
+
 def _backtest(summary) -> list[str]:
     bt = summary.get("backtest") or {}
     if "error" in bt:
@@ -181,6 +202,7 @@ def to_markdown(summary: dict) -> str:
     elif (summary.get("compare") or {}).get("error"):
         L += ["", "## Recipe comparison", "", f"error: {summary['compare']['error']}"]
     L += _backtest(summary)
+    L += _rollouts(summary)
     L += _identifiability(summary)
     if summary.get("warnings"):
         L += ["", "## Warnings and exclusions", ""] + [f"- {w}" for w in summary["warnings"]]

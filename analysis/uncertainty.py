@@ -35,6 +35,7 @@ from analysis import solver
 from analysis.data import budgets_of, flops_per_param_token
 from analysis.diagnostics import (backtest, canon, canonical, identifiability, inputs_of,  # noqa: F401
                                   law_covariance, law_se_a)
+from analysis.display import Rich, Table, fmt, interval
 from analysis.errors import ConfigError
 
 PARAMS3 = lw.CHINCHILLA.params
@@ -120,7 +121,7 @@ def percentile_interval(s: np.ndarray, level: float = 0.95) -> tuple[float, floa
 
 
 @dataclasses.dataclass(frozen=True)
-class BootstrapResult:
+class BootstrapResult(Rich):
     """Bootstrap samples of every approach (NaN rows where a resample could not be fitted).
 
     ``powerlaw[k]`` has columns a, b, n0, d0 (Approaches 1 and 2: N_opt = e^n0 C^a);
@@ -195,6 +196,29 @@ class BootstrapResult:
                 out.append(f"approach{appr}: bootstrap 95% interval of a [{lo:.4f}, {hi:.4f}] "
                            f"is implausibly narrow: width {width:.2g} < {ratio} x the "
                            f"asymptotic 95% width {2 * 1.96 * se:.2g} for {self.n_points} points")
+        return out
+
+    def tables(self, level: float = 0.95) -> list[Table]:
+        """Per approach: median, ``level`` percentile interval and SE of a, b and (Approach 3)
+        every named parameter of the law."""
+        out = []
+        for appr in self._approaches():
+            qs = ["a", "b"]
+            if appr == 3:
+                qs += list(self.model.named(np.nan_to_num(self.law[0]))) + (["G"] if self.model is lw.CHINCHILLA else [])
+            rows = []
+            for q in qs:
+                s = self.samples(appr, q)
+                s = s[np.isfinite(s)]
+                rows.append((q, fmt(np.median(s)) if s.size else "-", interval(*percentile_interval(s, level)),
+                             fmt(s.std(ddof=1)) if s.size > 1 else "-"))
+            what = {1: "lower envelope", 2: "IsoFLOP minima", 3: f"{self.model.name} law"}[appr]
+            out.append(Table(f"Approach {appr} ({what}): bootstrap over runs, K={self.K} (seed {self.seed}), "
+                             f"{self.failures.get(appr, 0)} failed resamples",
+                             ("quantity", "median", f"{int(100 * level)}% interval", "SE"), tuple(rows),
+                             tuple(self.narrow_warnings()) if appr == self._approaches()[-1] else ()))
+        for appr, err in sorted(self.errors.items()):
+            out.append(Table(f"Approach {appr}: not bootstrapped", ("error",), ((err,),)))
         return out
 
     def _approaches(self) -> list[int]:
@@ -306,6 +330,21 @@ def bootstrap(df: pd.DataFrame, *, loss_col: str, n_col: str | None = None,
                            c_ref=fit3.c_ref if fit3 is not None else float(frame["C"].max()))
 
 
+class Predictions(dict, Rich):
+    """What :func:`prediction_intervals` returns: its dictionary (JSON-ready, unchanged),
+    rendered in Jupyter as one row per budget with the intervals."""
+
+    def tables(self) -> list[Table]:
+        lv = int(100 * self.get("level", 0.95))
+        rows = tuple((C, fmt(r["n_opt"]), interval(*r["n_opt_ci"]), interval(*r["d_opt_ci"]), fmt(r["loss_opt"]),
+                      interval(*r["loss_opt_ci"]), interval(*r["loss_opt_pi"])) for C, r in self["at_C"].items())
+        return [Table(f"Predictions of the fitted law at new budgets (residual bootstrap, K={self['K']}, "
+                      f"{self['failures']} failed refits; residual SD {fmt(self['residual_sd'])} in log loss)",
+                      ("budget C", "N_opt", f"N_opt {lv}%", f"D_opt {lv}%", "compute-optimal loss",
+                       f"loss {lv}% (law)", f"loss {lv}% (one run)"), rows,
+                      ("'one run': where a single run trained at that allocation would land, run-to-run noise included",))]
+
+
 def prediction_intervals(df: pd.DataFrame, fit3: ap.LawFit, Cs, *, loss_col: str,
                          n_col: str | None = None, d_col: str | None = None,
                          c_col: str | None = None, budget_col: str | None = None, K: int = 200,
@@ -330,8 +369,8 @@ def prediction_intervals(df: pd.DataFrame, fit3: ap.LawFit, Cs, *, loss_col: str
     Y = fitted[None] + resid[rng.integers(0, len(resid), size=(K, len(resid)))]
     samples = refit_rows(fit3, x, Y, None, law_starts(fit3, grid_starts, seed), delta)
     noise = resid[rng.integers(0, len(resid), size=K)]
-    out = {"K": K, "level": level, "residual_sd": float(resid.std(ddof=min(len(resid) - 1, len(fit3.x)))),
-           "failures": int((~np.isfinite(samples).all(axis=1)).sum()), "at_C": {}}
+    out = Predictions({"K": K, "level": level, "residual_sd": float(resid.std(ddof=min(len(resid) - 1, len(fit3.x)))),
+           "failures": int((~np.isfinite(samples).all(axis=1)).sum()), "at_C": {}})
     for C in np.atleast_1d(Cs):
         C = float(C)
         lo = law_samples(fit3.law, samples, "loss_opt", C, fit3.k)

@@ -3,7 +3,8 @@
 One entry point, one sub-command per job, each a thin layer over a library function so that
 notebooks and scripts can do the same without the shell:
 
-* ``scaling train``  one cell into one run directory (:func:`scaling.train.train`);
+* ``scaling train``  one cell into one run directory (:func:`scaling.train.train`;
+  ``--tracker wandb|mlflow`` also logs it there, :mod:`scaling.trackers`);
 * ``scaling count``  parameter bases and FLOPs per token (:mod:`scaling.accounting`);
 * ``scaling plan | sweep | status``  sweeps (:mod:`scaling.launch.commands`);
 * ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`).
@@ -106,7 +107,17 @@ def _train_parser(sub) -> None:
     p.add_argument("--eval-batches", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--name", help="readable run name (the run id adds a hash)")
+    add_tracker_flag(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_tracker_flag(p: argparse.ArgumentParser) -> None:
+    """``--tracker NAME`` (repeatable), shared by ``scaling train`` and ``scaling sweep``."""
+    from scaling.trackers import NAMES
+
+    p.add_argument("--tracker", action="append", choices=NAMES, default=[], metavar="NAME",
+                   help="also log to wandb or mlflow (repeatable; TensorBoard is always written; "
+                        "extras: pip install 'scaling[wandb]' / 'scaling[mlflow]'); not part of the run id")
 
 
 def build_cell(args) -> Cell:
@@ -174,8 +185,11 @@ def build_cell(args) -> Cell:
 
 
 def cmd_train(args) -> int:
+    from scaling import trackers
     from scaling.rundir import check_out_dir
 
+    args.settings = args.settings.with_trackers(args.tracker)
+    trackers.require(args.settings.trackers)  # a missing extra: one line, before the cell is built
     cell = build_cell(args)
     check_out_dir(args.out, "--out")
     from scaling import train as train_mod

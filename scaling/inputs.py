@@ -52,6 +52,7 @@ class RunInputs:
         from scaling import data as sdata
 
         self.cell = cell
+        self.settings = settings  # the entry point's; the recorder reads its trackers
         cfg = cell.model
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.is_lead = self.process_index == 0  # the process that writes the run directory

@@ -8,11 +8,15 @@ plain run's, and cannot drift from it.  The call order is::
     rec.open()                                  # config.json, checkpointer
     state, start, meta = rec.restore(abstract)  # (None, 0, {}) without a checkpoint
     rec.resume(start, meta)                     # drop metrics rows after start
-    rec.count_params(params); rec.open_writers(start)
+    rec.count_params(params); rec.open_writers(start)   # metrics.jsonl, TensorBoard, --tracker runs
     for step in ...:                            # 1-based; step s trains on batch s-1
         diverged, logged = rec.after_step(step, lr, loss, grad_norm, evaluate, tokens_per_s)
         rec.checkpoint(step, get_state, stopping)
     rec.close(); summary = rec.finish(state_name, step, tokens_per_s)
+
+Every row written to ``metrics.jsonl`` also goes to TensorBoard and to the trackers the
+settings name (``Settings.trackers``: W&B, MLflow; :mod:`scaling.trackers`), which get the
+summary in :meth:`Recorder.finish`.
 
 Numbers come from :mod:`scaling.accounting` through :class:`scaling.inputs.RunInputs`; the
 file layout from :mod:`scaling.rundir`.
@@ -24,6 +28,7 @@ import dataclasses
 import json
 import math
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -173,7 +178,12 @@ class Recorder:
         self.timer = timer or Timer()
         self.steps = cell.steps
         self.writes = inputs.is_lead
-        self.ckpt = self.tb = self.metrics_file = None
+        from scaling import trackers
+
+        settings = getattr(inputs, "settings", None)
+        self.tracker_names = trackers.parse(settings.trackers if settings is not None else None)
+        trackers.require(self.tracker_names)   # a missing extra fails here, before any compile
+        self.ckpt = self.tb = self.metrics_file = self.trackers = None
         self.param_counts = None
         self.running_min = math.inf
         self.last = {"loss": None, "eval_loss": None, "eval_bpb": None}
@@ -272,13 +282,19 @@ class Recorder:
         self.param_counts = accounting.count_params_tree(params, self.cell.model)
 
     def open_writers(self, start: int) -> None:
-        """Open ``metrics.jsonl`` for appending and TensorBoard (events after ``start`` purged)."""
+        """Open ``metrics.jsonl`` for appending, TensorBoard (events after ``start`` purged) and the
+        tracker runs (a new one first gets the rows the directory already holds)."""
         if not self.writes:
             return
         from tensorboardX import SummaryWriter
 
         self.tb = SummaryWriter(str(self.run_dir.tensorboard), purge_step=start + 1 if start else None)
         self.metrics_file = self.run_dir.open_metrics()
+        if self.tracker_names:
+            from scaling.trackers import RunTrackers, sweep_group
+
+            self.trackers = RunTrackers(self.tracker_names, self.cell.run_id, to_dict(self.cell), self.run_dir.trackers,
+                                        group=sweep_group(self.run_dir.path), existing_rows=self.run_dir.read_metrics)
 
     # ---- per step -------------------------------------------------------------------
     def after_step(self, step: int, lr: float, loss: float, grad_norm: float, evaluate,
@@ -313,6 +329,8 @@ class Recorder:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, step)
+            if self.trackers is not None:
+                self.trackers.log_row(row)
         return diverged, logged
 
     def checkpoint(self, step: int, get_state, stopping: bool) -> None:
@@ -330,7 +348,13 @@ class Recorder:
 
     # ---- closing --------------------------------------------------------------------
     def close(self) -> None:
-        """Close the metrics file, TensorBoard and the checkpointer (durable on return); idempotent."""
+        """Close the metrics file, TensorBoard and the checkpointer (durable on return); idempotent.
+
+        The tracker runs stay open for :meth:`finish`'s summary, unless an exception is on its
+        way out (then they end as failed)."""
+        if self.trackers is not None and sys.exc_info()[0] is not None:
+            self.trackers.close(exit_code=1)
+            self.trackers = None
         if self.metrics_file is not None:
             self.metrics_file.close()
             self.metrics_file = None
@@ -355,6 +379,10 @@ class Recorder:
         summary.update(extra or {})
         if self.writes and state_name in ("done", "diverged"):
             self.run_dir.finish(summary)
+        if self.trackers is not None:
+            self.trackers.log_summary(summary)
+            self.trackers.close()
+            self.trackers = None
         return summary
 
     # ---- rows -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ spelled here and nowhere else::
       checkpoints/     Orbax checkpoints (scaling.checkpoint owns what is inside)
       metrics.jsonl    one JSON row per logged step (rows after a restored step are dropped)
       tb/              TensorBoard events
+      trackers.json    the W&B / MLflow run ids of this run (``--tracker``; scaling.trackers)
       summary.json     final numbers, written before the marker
       SUCCESS          | DIVERGED   written last: either makes the directory final
       FAILED           the traceback of an attempt that raised (launcher)
@@ -46,6 +47,7 @@ DIVERGED = "DIVERGED"
 FAILED = "FAILED"
 LOCK = "LOCK"
 ATTEMPTS = "attempts.jsonl"
+TRACKERS = "trackers.json"  # also <sweep out>/trackers.json: the sweep-level tracker runs
 RUNS = "runs"  # <sweep out>/runs/<run_id>/
 
 # final marker -> run state; the trainer writes one of them last
@@ -94,6 +96,10 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / TENSORBOARD
+
+    @property
+    def trackers(self) -> Path:
+        return self.path / TRACKERS
 
     @property
     def lock_path(self) -> Path:

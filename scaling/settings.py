@@ -29,6 +29,8 @@ SCALING_RAY_ADDRESS            ray_address: a Ray cluster to join (default: star
 SCALING_REQUIRE_SLURM          require_slurm: tests fail, instead of skipping, without SLURM
 SCALING_PYSTDLIB_ROOT          pystdlib_root: the directory the pystdlib corpus is read from
 SCALING_C4_VOCAB               c4_vocab: the SentencePiece model of the c4_en task
+SCALING_TRACKERS               trackers: experiment trackers beside TensorBoard, e.g. ``wandb,mlflow``
+                               (``--tracker``; :mod:`scaling.trackers`; not part of any run id)
 =============================  ==============================================================
 """
 
@@ -72,6 +74,14 @@ class Settings:
     require_slurm: bool = False
     pystdlib_root: str | None = None  # default: this interpreter's standard library
     c4_vocab: str | None = None  # default: the T5 cc_all.32000 model on GCS
+    trackers: str | None = None  # comma-separated scaling.trackers names; an output choice, never hashed
+
+    def with_trackers(self, names) -> "Settings":
+        """These settings plus the trackers ``names`` (``--tracker`` flags), after the ones already set."""
+        from scaling import trackers
+
+        have = trackers.parse(self.trackers) + trackers.parse(names)
+        return self.replace(trackers=",".join(dict.fromkeys(have)) or None)
 
     def resolve_data(self, data):
         """``data`` with ``data_dir`` set from these settings when it has none (not hashed into run ids)."""
@@ -112,6 +122,13 @@ class Settings:
         for name in ("lock_heartbeat_s", "lock_stale_s", "worker_poll_s"):
             if not getattr(self, name) > 0:
                 bad(name, "must be a positive number of seconds")
+        if self.trackers:
+            from scaling import trackers
+
+            try:
+                trackers.parse(self.trackers)
+            except ConfigError as e:
+                bad("trackers", str(e).split(": ", 1)[1])
         if self.lock_stale_s <= self.lock_heartbeat_s:
             bad("lock_stale_s", f"must exceed SCALING_LOCK_HEARTBEAT_S={self.lock_heartbeat_s} "
                                 "(a live worker's lock would look stale)")

@@ -255,9 +255,16 @@ def test_write_report_small_sweep(tmp_path):
     assert "ci" in js["approach2"] and "a" in js["approach2"]["ci"]
     assert any("excluded 1 row" in w for w in js["warnings"])
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pngs == ["allocation.png", "contour.png", "isoflop.png", "residuals.png"]
-    assert len(list(tmp_path.glob("*.svg"))) == 4
+    assert pngs == ["allocation.png", "contour.png", "isoflop.png", "residuals.png", "rollouts.png"]
+    assert len(list(tmp_path.glob("*.svg"))) == 5
     assert "Approach" not in s.get("bootstrap_error", "")
+    # rollouts: the last level is the backtest (fit all but the largest budget, predict its 5 runs);
+    # the smallest budget alone cannot be fitted and is named
+    last = js["rollouts"]["levels"][-1]
+    assert last["level"] == pytest.approx(1e18) and last["n_predicted"] == 5 and last["n_fit"] == 9
+    assert any("skipped" in n for n in js["rollouts"]["calibration"]["notes"])
+    assert abs(last["mean_abs_rel_error"]) < 0.05
+    assert "## Rollouts" in (tmp_path / "fits.md").read_text()
 
 
 def test_write_report_degenerate_records_errors(tmp_path):

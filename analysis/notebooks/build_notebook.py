@@ -1,13 +1,24 @@
-"""Regenerate chinchilla_replication.ipynb (unexecuted) from the cells below.
+"""Regenerate the notebooks from the cells below, executed, with their outputs.
 
-    python3 analysis/notebooks/build_notebook.py
+    python3 analysis/notebooks/build_notebook.py            # both notebooks, executed in place
+    python3 analysis/notebooks/build_notebook.py --no-execute
+
+The notebooks are committed with their outputs (figures inline), so they read as documents
+wherever they are browsed; ``tests/test_analysis_notebook.py`` re-executes them with the small
+resample counts of :data:`TEST_PARAMETERS` (each notebook's cell tagged ``parameters``).
 """
 
+import argparse
+import os
+import sys
 from pathlib import Path
 
 import nbformat
 
-CELLS = [
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+CHINCHILLA = [
     ("md", """# Replicating Chinchilla's scaling-law fits, and going beyond them
 
 Data: Epoch AI's reconstruction of the runs behind Chinchilla's Figure 4 (Besiroglu et al.
@@ -17,16 +28,18 @@ points, all shipped inside the package with their provenance
 on any machine. We fit Approaches 1-3 with `analysis`, compare with the paper, quantify
 uncertainty, revisit Chinchilla vs Gopher, then fit other laws (Kaplan's, the data-constrained
 law, one of our own) and compare two training recipes."""),
-    ("code", """import tempfile
-from pathlib import Path
-import numpy as np, pandas as pd
-from IPython.display import Image, Markdown, display
+    ("parameters", """# Resample counts. These are the published run's; the test suite re-executes this notebook
+# with small ones (tests/test_analysis_notebook.py), which changes the intervals' digits only.
+K_BOOT = 1000     # bootstrap resamples of the runs (Approaches 1 and 3)
+K_PRED = 500      # residual-bootstrap refits for the prediction interval
+K_SMALL = 200     # resamples for the user-defined law and the recipe comparison"""),
+    ("code", """import numpy as np, pandas as pd
+from IPython.display import display
 import analysis
 from analysis import approaches as ap, uncertainty as unc, published as pub, plots, laws
 from analysis import data_constrained as dc
 from analysis.data import near_optimum, prepare
 
-FIG = Path(tempfile.mkdtemp(prefix="chinchilla_nb_"))
 print(pub.provenance("epoch_chinchilla"))
 epoch = pub.epoch_240()               # 245 runs minus the 5 highest losses
 COLS = dict(n_col="Model Size", c_col="Training FLOP", loss_col="loss")  # D = C / (6N)
@@ -40,8 +53,8 @@ pd.DataFrame({"this fit": [fit3.E, fit3.A, fit3.B, fit3.alpha, fit3.beta, fit3.a
                                        pub.PRESETS["chinchilla_rounded"].law.a]},
              index=["E", "A", "B", "alpha", "beta", "a"])"""),
     ("code", """print(f"objective {fit3.objective:.6e} (expected 1.018274e-3)")
-print(fit3.convergence)
-assert abs(fit3.E - 1.8172) < 0.002 and abs(fit3.alpha - 0.3473) < 0.002 and abs(fit3.beta - 0.3672) < 0.002"""),
+assert abs(fit3.E - 1.8172) < 0.002 and abs(fit3.alpha - 0.3473) < 0.002 and abs(fit3.beta - 0.3672) < 0.002
+fit3          # a fit renders itself as a table of its named parameters"""),
     ("md", "## Approach 1 (lower envelope) on the same runs"),
     ("code", """fit1 = ap.fit_approach1(epoch, **COLS)
 print(f"Approach 1: a = {fit1.a:.3f}, b = {fit1.b:.3f} from {len(fit1.envelope)} envelope runs "
@@ -55,19 +68,19 @@ print(f"Approach 2: a = {fit2.a:.3f}, b = {fit2.b:.3f} (paper: 0.49, 0.51)")
 for w in fit2.warnings: print("warning:", w)
 fit2.table()[["budget", "n_points", "n_opt", "d_opt", "included", "reason"]]"""),
     ("code", """frame = prepare(iso, **ICOLS)
-for f in plots.isoflop_curves(frame, fit2, FIG / "isoflop"):
-    if f.endswith(".png"): display(Image(f))"""),
+fig = plots.isoflop_curves(frame, fit2)    # returns the Figure; Jupyter shows it inline"""),
     ("md", """## Uncertainty: bootstrap over runs (seeded), prediction intervals, identifiability, backtest
 Chinchilla's published interval for a was [0.454, 0.455]; resampling the runs shows how
 wide it really is. The residual bootstrap adds run-to-run noise: the interval a single run
 trained at the predicted allocation would land in."""),
-    ("code", """boot = unc.bootstrap(epoch, **COLS, K=1000, seed=0, fit3=fit3, approaches=(1, 3))
+    ("code", """boot = unc.bootstrap(epoch, **COLS, K=K_BOOT, seed=0, fit3=fit3, approaches=(1, 3))
 print("Approach 3 a 95%:", np.round(boot.interval(3, "a"), 4), " SE(B):", round(boot.se(3, "B")))
 print("Approach 1 a 95%:", np.round(boot.interval(1, "a"), 4))
 for w in boot.narrow_warnings(): print("warning:", w)
 print("published Approach 3 a interval", pub.TABLE2["approach3"]["a_ci"])
-pi = unc.prediction_intervals(epoch, fit3, [pub.GOPHER_FLOPS], **COLS, K=500)
-pd.DataFrame(pi["at_C"]).T"""),
+pi = unc.prediction_intervals(epoch, fit3, [pub.GOPHER_FLOPS], **COLS, K=K_PRED)
+display(boot)
+pi"""),
     ("code", """unc.identifiability(epoch, **COLS, fit3=fit3)"""),
     ("code", """unc.backtest(iso, **ICOLS)"""),
     ("md", "## Chinchilla vs Gopher at Gopher's budget (5.76e23 FLOPs)"),
@@ -79,12 +92,9 @@ tab"""),
     ("code", """pub.compare_table({"this fit": fit3, "chinchilla_rounded": "chinchilla_rounded"})"""),
     ("md", "## Figures: optimal allocation with intervals, L(N, D) contours, residuals"),
     ("code", """eframe = unc.canonical(epoch, **COLS)
-files = plots.optimal_allocation({1: fit1, 3: fit3}, FIG / "allocation", boot=boot, frame=eframe,
-                                 target_c=pub.GOPHER_FLOPS)
-files += plots.loss_contour(fit3, FIG / "contour", frame=eframe, target_c=pub.GOPHER_FLOPS)
-files += plots.residuals(eframe, fit3, FIG / "residuals")
-for f in files:
-    if f.endswith(".png"): display(Image(f))"""),
+fig = plots.optimal_allocation({1: fit1, 3: fit3}, boot=boot, frame=eframe, target_c=pub.GOPHER_FLOPS)"""),
+    ("code", """fig = plots.loss_contour(fit3, frame=eframe, target_c=pub.GOPHER_FLOPS)"""),
+    ("code", """fig = plots.residuals(eframe, fit3)   # add path="figs/residuals" to also write PNG + SVG"""),
     ("md", """## Other laws, same machinery
 Every law is an `analysis.laws.Law`: parameters, bounds, a start grid, a log prediction and,
 where one exists, a closed-form frontier. The solver, bootstrap, backtest, report and
@@ -119,7 +129,7 @@ mine = laws.Law.from_loss(
 laws.register(mine)          # now also `scaling fit --law shared_exponent` in this process
 fitm = ap.fit_approach3(epoch, **COLS, law=mine)
 print(fitm.named, f"objective {fitm.objective:.4e}; a = {fitm.a:.3f} (numeric frontier)")
-bm = unc.bootstrap(epoch, **COLS, K=200, fit3=fitm, approaches=(3,))
+bm = unc.bootstrap(epoch, **COLS, K=K_SMALL, fit3=fitm, approaches=(3,))
 print("a 95%:", np.round(bm.interval(3, "a"), 3))"""),
     ("md", """## Two recipes: Porian et al.'s tuned setup against Kaplan et al.'s
 `analysis.compare(df_a, df_b)` fits the same law to both tables and reports the
@@ -134,23 +144,148 @@ rw = por[por.dataset == "rw"]
 pick = lambda label: near_optimum(rw[rw.label == label], budget_col="flops", loss_col="loss", within=0.05)
 PCOLS = dict(n_col="n", d_col="t", c_col="flops", budget_col="flops", loss_col="loss")
 cmp = analysis.compare(pick("Counting last layer FLOPs"), pick("Optimizer tuning (no decay)"), **PCOLS,
-                       labels=("Kaplan setup", "tuned"), K=200)
+                       labels=("Kaplan setup", "tuned"), K=K_SMALL)
 print(f"a: Kaplan setup {cmp.fit_a.a:.3f}, tuned {cmp.fit_b.a:.3f} (Porian et al.: 0.706 and 0.497)")
-display(Markdown(cmp.to_markdown()))
-for f in plots.compare_gain(cmp, FIG / "compare"):
-    if f.endswith(".png"): display(Image(f))"""),
+display(cmp)
+fig = plots.compare_gain(cmp)"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
+OWN_SWEEP = [
+    ("md", """# Fit your own sweep
+
+Any table of runs will do: a sweep directory of this project (`scaling sweep EXP --out DIR`), its
+`results.csv`, or a CSV of your own with a loss column and any two of parameters, tokens and
+FLOPs. This notebook uses tables committed with the repository (`experiments/results/`), so it
+runs offline in seconds, and only the public API: `analysis.load_results`, the fits in
+`analysis.approaches`, `analysis.uncertainty`, `analysis.compare` and `analysis.plots`.
+
+1. load the IsoFLOP sweep of `experiments/quickstart.py` and fit Approaches 2 and 3;
+2. put intervals on them and predict the compute-optimal model at a budget 10x beyond the sweep;
+3. compare two training recipes measured on the same 42 (N, D) points: independent cosine runs
+   (`experiments/nxd_quickstart.py`) and WSD forks (`experiments/wsd_quickstart.py`)."""),
+    ("parameters", """# Resample counts. The committed outputs used these; the test suite re-executes this notebook
+# with small ones (tests/test_analysis_notebook.py), which changes the intervals' digits only.
+K_BOOT = 200      # bootstrap resamples of the runs
+K_PRED = 200      # residual-bootstrap refits for the prediction
+K_CMP = 200       # resamples for the recipe comparison
+STARTS = "full"   # Approach 3 start grid: Hoffmann's 4,500 ("small": 432)"""),
+    ("code", """from pathlib import Path
+import matplotlib.pyplot as plt
+import analysis
+from analysis import approaches as ap, uncertainty as unc, plots
+
+# the repository's committed tables, found from wherever Jupyter runs this notebook
+RESULTS = next(p / "experiments" / "results" for p in (Path.cwd(), *Path.cwd().parents)
+               if (p / "experiments" / "results").is_dir())
+runs = analysis.load_results(RESULTS / "quickstart")   # a sweep dir, or a .csv/.parquet file
+runs = runs[runs.state == "done"]
+runs[["run_id", "n_total", "tokens", "budget", "eval_loss"]].head()"""),
+    ("md", """## Which columns are N, D, C and the loss
+Every fit takes the column names. This sweep counts budgets as C = 6 N D on total parameters, so
+N is `n_total`; `budget` is the IsoFLOP budget each run was planned for (Approach 2 fits one
+parabola per budget)."""),
+    ("code", """COLS = dict(n_col="n_total", d_col="tokens", loss_col="eval_loss", budget_col="budget")
+fit2 = ap.fit_approach2(runs, **COLS)
+fit2"""),
+    ("code", """fit3 = ap.fit_approach3(runs, **COLS, starts=STARTS)
+print(f"Approach 2: a = {fit2.a:.3f}; Approach 3: a = {fit3.a:.3f}")
+fit3"""),
+    ("md", """## Plot: each function draws into the Axes you give it (`ax=`) and returns the Figure
+Without `ax=` a function makes its own figure; with `path="dir/name"` it also writes
+`name.png` and `name.svg`. Nothing is written here."""),
+    ("code", """frame = unc.canonical(runs, **COLS)      # the canonical N, D, C, loss, budget columns
+fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+plots.isoflop_curves(frame, fit2, ax=left)
+plots.loss_contour(fit3, ax=right, frame=frame);"""),
+    ("md", """## Intervals
+A bootstrap over runs (resampled within budgets, seeded) refits every approach; its table gives
+the 95% interval of each exponent and of every parameter of the law."""),
+    ("code", """boot = unc.bootstrap(runs, **COLS, K=K_BOOT, seed=0, fit3=fit3, approaches=(2, 3))
+boot"""),
+    ("md", """## Predict at a new budget
+Ten times the largest budget of the sweep: the law's compute-optimal N, D and loss, with the
+parameter interval (refits on resampled residuals) and the interval one run trained there would
+land in (run-to-run noise included)."""),
+    ("code", """C_new = 10 * runs["budget"].max()
+print(f"C = {C_new:.3g}: N_opt = {float(fit3.n_opt(C_new)):.4g}, D_opt = {float(fit3.d_opt(C_new)):.4g}, "
+      f"{float(fit3.tokens_per_param(C_new)):.1f} tokens/param, loss {float(fit3.loss_opt(C_new)):.4f}")
+unc.prediction_intervals(runs, fit3, [C_new], **COLS, K=K_PRED, seed=0)"""),
+    ("code", """fig = plots.optimal_allocation({2: fit2, 3: fit3}, boot=boot, frame=frame, target_c=C_new)"""),
+    ("md", """## Compare two recipes
+Same model sizes and token counts, two learning-rate schedules: independent cosine runs of every
+(N, D) point, and WSD forks cooled down from one trunk per size. Any CSV works the same way; the
+WSD table's trunk rows (group `wsd_trunk`, mid-schedule checkpoints that were never annealed)
+are not final runs, so they are dropped. With the same (N, D) points in both tables, the
+bootstrap resamples them paired."""),
+    ("code", """cosine = analysis.load_results(RESULTS / "nxd_quickstart" / "results.csv")
+wsd = analysis.load_results(RESULTS / "wsd_quickstart" / "results.csv")
+wsd = wsd[wsd.group != "wsd_trunk"]
+CCOLS = dict(n_col="n_total", d_col="tokens", loss_col="eval_loss", c_col="flops_achieved")
+cmp = analysis.compare(cosine, wsd, **CCOLS, labels=("cosine N x D", "WSD forks"), K=K_CMP, seed=0,
+                       starts=STARTS)
+print(f"paired: {cmp.paired}; a: cosine {cmp.fit_a.a:.3f}, WSD {cmp.fit_b.a:.3f}")
+cmp"""),
+    ("code", """fig = plots.compare_gain(cmp)"""),
+]
+
+NOTEBOOKS = {"chinchilla_replication.ipynb": CHINCHILLA, "fit_your_own_sweep.ipynb": OWN_SWEEP}
+
+# What the test suite runs instead of each notebook's "parameters" cell: cheap resample counts.
+TEST_PARAMETERS = {
+    "chinchilla_replication.ipynb": "K_BOOT = 40\nK_PRED = 40\nK_SMALL = 20",
+    "fit_your_own_sweep.ipynb": 'K_BOOT = 20\nK_PRED = 20\nK_CMP = 20\nSTARTS = "small"',
+}
+
+
+def build(cells) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
-                for kind, src in CELLS]
+    nb.metadata["language_info"] = {"name": "python"}
+    out = []
+    for kind, src in cells:
+        if kind == "md":
+            out.append(nbformat.v4.new_markdown_cell(src))
+        else:
+            cell = nbformat.v4.new_code_cell(src)
+            if kind == "parameters":   # papermill's convention: the cell a runner may replace
+                cell.metadata["tags"] = ["parameters"]
+            out.append(cell)
+    nb.cells = out
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, parameters: str | None = None, timeout: int = 1200) -> nbformat.NotebookNode:
+    """Run ``nb`` in a python3 kernel whose working directory is this one, as in Jupyter, with this
+    checkout importable; ``parameters`` replaces the source of the cell tagged ``parameters``."""
+    from nbclient import NotebookClient
+
+    if parameters is not None:
+        cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        if len(cells) != 1:
+            raise ValueError(f"expected one cell tagged 'parameters', found {len(cells)}")
+        cells[0].source = parameters
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in (saved or "").split(os.pathsep) if p])
+    try:   # the kernel inherits this process's environment: this checkout's analysis is imported
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(HERE)}}).execute()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
     return nb
 
 
 if __name__ == "__main__":
-    out = Path(__file__).with_name("chinchilla_replication.ipynb")
-    nbformat.write(build(), out)
-    print(out)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-execute", action="store_true", help="write the notebooks without outputs")
+    ap.add_argument("names", nargs="*", default=list(NOTEBOOKS), help="which notebooks (default: both)")
+    args = ap.parse_args()
+    for name in args.names:
+        nb = build(NOTEBOOKS[name])
+        if not args.no_execute:
+            execute(nb)
+        nbformat.write(nb, HERE / name)
+        print(HERE / name, file=sys.stderr)

@@ -6,7 +6,8 @@
   peak x an assumed MFU), then the planner's warnings.  Pure: no JAX, no data.
 * ``scaling sweep EXP --out DIR [--backend local|slurm|ray] [--workers K]``: plan, write
   ``DIR/cells.jsonl``, start the workers, show progress (cells, FLOPs, ETA), then write
-  ``DIR/results.{parquet,csv}``, print where the time went, and write ``DIR/report/``.
+  ``DIR/results.{parquet,csv}``, print where the time went, and write ``DIR/report/``;
+  ``--tracker wandb|mlflow`` logs every run and the sweep (:mod:`scaling.trackers`).
   Relaunching the same command skips finished cells and resumes partial ones.
 * ``scaling status DIR [--format text|json]``: per-cell state table.
 """
@@ -275,11 +276,13 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
     """
     from scaling import results as results_mod
     from scaling import sweep as sweep_mod
+    from scaling import trackers
     from scaling.launch import state
     from scaling.launch.backend import make_backend
     from scaling.settings import Settings
 
     settings = settings or Settings.from_environ()
+    trackers.require(settings.trackers)  # before planning: a missing extra must not cost a sweep
     stale_s = settings.lock_stale_s
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers {workers}: must be a whole number >= 1 (or leave it out: one worker per "
@@ -373,13 +376,20 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
 
             errors.append(f"report: {type(e).__name__}: {e}")
             print(f"error: report failed: {e}\n{traceback.format_exc()}", file=sys.stderr)
+    if settings.trackers and len(df):
+        try:
+            trackers.log_sweep(settings.trackers, out, table=df, report=out / "report")
+        except Exception as e:  # noqa: BLE001 - the sweep is on disk; the tracker copy is extra
+            errors.append(f"trackers: {type(e).__name__}: {e}")
+            print(f"error: logging the sweep to {settings.trackers} failed: {e}", file=sys.stderr)
     return {"plan": p, "results": df, "states": counts, "breakdown": tot, "report": rep, "errors": errors,
             "wall_s": wall}
 
 
 def cmd_sweep(args) -> int:
+    settings = _settings(args).with_trackers(getattr(args, "tracker", None))  # the workers get them too
     res = run_sweep(args.experiment, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                    report=not args.no_report, retry_failed=not args.no_retry_failed, settings=_settings(args),
+                    report=not args.no_report, retry_failed=not args.no_retry_failed, settings=settings,
                     target=args.target, auto_fit=not args.no_auto_fit)
     st = res["states"]
     return 0 if st.get("done", 0) + st.get("diverged", 0) == len(res["plan"].cells) and not res["errors"] else 1
@@ -423,6 +433,9 @@ def add_commands(sub) -> None:
     p.add_argument("--target", help="plan for this accelerator first (see `scaling plan --target`); refuse cells "
                                     "that do not fit")
     p.add_argument("--no-auto-fit", action="store_true", help="with --target: do not refit cells that do not fit")
+    from scaling.cli import add_tracker_flag
+
+    add_tracker_flag(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("status", help="per-cell state of a sweep directory")
