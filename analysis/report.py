@@ -275,6 +275,10 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
                             c_col=c_col, bootstrap=bootstrap if approaches else 0, seed=seed,
                             starts=starts, approaches=tuple(approaches), diagnostics=bool(approaches),
                             law=law, target_c=target_c, group_col=group_col, **columns)
+    if "predicted_loss" in df.columns and df["predicted_loss"].notna().any():  # Ladder rungs, pre-registered
+        cols = [c for c in ("run_id", "n_total", "tokens", "budget", "eval_loss", "predicted_loss", "predicted_pi_lo",
+                            "predicted_pi_hi", "prediction_inside") if c in df.columns]
+        summary["ladder"] = _clean(df[df["predicted_loss"].notna()][cols].to_dict(orient="records"))
     truth = known_truth(df, summary.get("approach3"))
     if truth is not None:
         summary["known_truth"] = truth

@@ -133,6 +133,20 @@ def _identifiability(summary) -> list[str]:
     return out
 
 
+def _ladder(summary) -> list[str]:
+    rungs = summary.get("ladder")
+    if not rungs:
+        return []
+    L = ["", "## Pre-registered predictions (Ladder)", "",
+         "Each loss below was predicted and written into the run directory before the run's first step.", "",
+         "| run | N | D | C | predicted | prediction interval | measured | inside |", "|---|---|---|---|---|---|---|---|"]
+    for r in rungs:
+        L.append(f"| {r['run_id']} | {r.get('n_total', 0):.4g} | {r.get('tokens', 0):.4g} | {r.get('budget') or 0:.3g} | "
+                 f"{r['predicted_loss']:.4f} | [{r['predicted_pi_lo']:.4f}, {r['predicted_pi_hi']:.4f}] | "
+                 f"{r['eval_loss']:.4f} | {'yes' if r['prediction_inside'] else 'no'} |")
+    return L
+
+
 def _rollouts(summary) -> list[str]:
     ro = summary.get("rollouts")
     if not ro:
@@ -201,6 +215,7 @@ def to_markdown(summary: dict) -> str:
         L += ["", "## Recipe comparison", "", summary["compare_md"]]
     elif (summary.get("compare") or {}).get("error"):
         L += ["", "## Recipe comparison", "", f"error: {summary['compare']['error']}"]
+    L += _ladder(summary)
     L += _backtest(summary)
     L += _rollouts(summary)
     L += _identifiability(summary)

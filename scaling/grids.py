@@ -9,7 +9,9 @@ A grid is data (a frozen dataclass) with two methods: ``validate()`` raises one
 * :class:`IsoFLOP`: Approaches 2/3 (per budget, sizes log-spaced around a prior optimum);
 * :class:`Allocation`: Chinchilla-rule vs Kaplan-rule size at equal compute;
 * :class:`WSDFork`: Approach 1/3 data at a fraction of the cost (one constant-LR trunk per
-  size, each horizon a fork that cools down from the trunk's checkpoint).
+  size, each horizon a fork that cools down from the trunk's checkpoint);
+* :class:`Ladder`: a pre-registered run: the compute-optimal cell at a larger budget, its loss
+  predicted (with an interval) from a smaller sweep's law before it trains.
 """
 
 from __future__ import annotations
@@ -285,6 +287,72 @@ class Allocation:
                        target=target)
 
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Ladder:
+    """The next rung of a ladder, pre-registered: per target budget C, the compute-optimal cell of the
+    law fitted on a smaller sweep's results (``fit``: its sweep directory or results table), with
+    its loss predicted by :func:`analysis.predict` *before* it trains.
+
+    The prediction (N, D, loss, parameter and prediction intervals, the fit it came from) is a
+    plan-row field (``prediction``) that ``scaling sweep`` writes into the cell's run directory
+    as ``prediction.json`` before any worker starts, and never rewrites; the results table and
+    report score it against the measured loss.  Column names are those of our results table;
+    N is counted in the sweep's ``n_basis``.
+    """
+
+    fit: str
+    target_c: tuple[float, ...]
+    law: str = "chinchilla"
+    level: float = 0.95
+    K: int = 200
+    loss_col: str = "eval_loss"
+    d_col: str = "tokens"
+    budget_col: str = "budget"
+
+    def validate(self) -> None:
+        if not Path(self.fit).exists():
+            raise ConfigError(f"grid.fit: {self.fit} does not exist; pass the smaller sweep's directory or its "
+                              f"results table")
+        _check_budgets(self.target_c)
+        if not 0 < self.level < 1:
+            raise ConfigError(f"grid.level={self.level}: must be in (0, 1), e.g. 0.95")
+
+    def expand(self, pl: "Planner") -> None:
+        from analysis import approaches as ap
+        from analysis.data import done_runs, load_results
+        from analysis.prediction import predict
+
+        df, _ = done_runs(load_results(self.fit, what="grid.fit"))
+        n_col = {"total": "n_total", "non_embedding": "n_non_embedding"}[pl.sweep.n_basis]
+        cols = dict(loss_col=self.loss_col, n_col=n_col, d_col=self.d_col, budget_col=self.budget_col)
+        fit3 = ap.fit_approach3(df, **cols, law=self.law)
+        largest = float(df[self.budget_col].max()) if self.budget_col in df else float(fit3.c_ref)
+        conv, tpb = pl.recipe.flops_convention, pl.tokens_per_step
+        for C in self.target_c:
+            if C <= largest:
+                raise ConfigError(f"grid.target_c: {C:.3g} is not above the fit's largest budget {largest:.3g}; a "
+                                  f"ladder rung predicts beyond its data: raise target_c (e.g. {10 * largest:.3g})")
+            target = float(fit3.n_opt(C))
+            cfg, counts, fpt = pl.model(target)
+            steps = int(round(C / fpt[conv] / tpb))
+            if steps < 1:
+                raise ConfigError(f"grid.target_c: {C:.3g} gives the size {target:.3g} fewer tokens than one batch "
+                                  f"({tpb}); raise the budget")
+            pl.check_moved(target, counts, f"ladder {C:.3g}")
+            cell = pl.add(cfg, counts, fpt, steps, budget=C, group="ladder", label=f"C{_fmt_num(C)}-ladder",
+                          target=target)
+            if cell is None:
+                continue
+            N, D = float(pl.n_of(counts)), float(cell.tokens_trained)
+            res = predict(df, [(N, D)], **cols, law=self.law, K=self.K, level=self.level)
+            p = res["predictions"][0]
+            pl.rows[-1]["prediction"] = {
+                "N": N, "D": D, "C": p["C"], "loss": p["loss"], "ci": p["ci"], "pi": p["pi"], "level": self.level,
+                "extrapolation": p["extrapolation"], "law": res["law"], "calibration": {
+                    k: res["calibration"].get(k) for k in ("n_levels", "coverage", "growth_per_decade", "z")},
+                "fit": str(Path(self.fit).resolve()), "fit_runs": int(len(df)), "n_basis": pl.sweep.n_basis}
 
 
 DECAY_SHAPES = ("linear", "1-sqrt", "cosine")

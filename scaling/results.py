@@ -30,12 +30,14 @@ train_loss          final training loss
 steps, batch_size, seq_len, schedule, peak_lr, warmup_steps
 tokens_per_s, mfu   training throughput and model FLOPs utilisation
 wall_s, compile_s   cell wall time and compile time (seconds)
-git_sha, corpus_hash, vocab_hash, group (isoflop | nxd | lr_sweep | chinchilla_rule | kaplan_rule | wsd_trunk | wsd_fork)
+git_sha, corpus_hash, vocab_hash, group (isoflop | nxd | lr_sweep | chinchilla_rule | kaplan_rule | wsd_trunk | wsd_fork | ladder)
 task                the data task the cell trained on
 entropy_rate        the task's exact entropy rate in nats/token (synthetic sources only; else empty)
 trunk, fork_step    a WSD fork's trunk run id and the trunk step it started from (empty otherwise);
                     its tokens and FLOPs are the whole horizon's (the trunk's part included),
                     and trunk rows (group wsd_trunk, never annealed) are excluded from fits
+predicted_loss      a Ladder rung (group ladder): the loss pre-registered in its prediction.json,
+predicted_pi_lo/hi  its prediction interval, and prediction_inside: the measured eval_loss in it
 =================== =====================================================================
 """
 
@@ -47,14 +49,15 @@ from pathlib import Path
 
 from scaling.accounting import CONVENTIONS  # one list of conventions, owned by accounting
 from scaling.recorder import PHASES
-from scaling.rundir import sweep_runs
+from scaling.rundir import in_sweep, sweep_runs
 
 BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", "n_head", "tied",
                 "tokens", "tokens_unique", "epochs", "budget", "flops_convention", "flops_planned",
                 "flops_achieved"]
 TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "seq_len", "schedule",
                 "peak_lr", "warmup_steps", "tokens_per_s", "mfu", "wall_s", "compile_s", "git_sha",
-                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate", "trunk", "fork_step"]
+                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate", "trunk", "fork_step",
+                "predicted_loss", "predicted_pi_lo", "predicted_pi_hi", "prediction_inside"]
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
 
 
@@ -100,6 +103,12 @@ def build_table(out: str | os.PathLike, run_ids=None):
     import pandas as pd
 
     rows = [summary_row(s) for s in read_summaries(out)]
+    for r in rows:  # a Ladder rung: its pre-registered prediction, scored against the measured loss
+        pred = in_sweep(out, r["run_id"]).read_prediction()
+        if pred and r.get("eval_loss") is not None:
+            lo, hi = pred["pi"]
+            r.update(predicted_loss=pred["loss"], predicted_pi_lo=lo, predicted_pi_hi=hi,
+                     prediction_inside=bool(lo <= r["eval_loss"] <= hi))
     if run_ids is not None:
         keep = set(run_ids)
         rows = [r for r in rows if r["run_id"] in keep]

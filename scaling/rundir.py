@@ -12,6 +12,7 @@ spelled here and nowhere else::
       metrics.jsonl    one JSON row per logged step (rows after a restored step are dropped)
       tb/              TensorBoard events
       trackers.json    the W&B / MLflow run ids of this run (``--tracker``; scaling.trackers)
+      prediction.json  a Ladder rung's pre-registered prediction, written before training, never rewritten
       summary.json     final numbers, written before the marker
       SUCCESS          | DIVERGED   written last: either makes the directory final
       FAILED           the traceback of an attempt that raised (launcher)
@@ -42,6 +43,7 @@ CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
 SUMMARY = "summary.json"
+PREDICTION = "prediction.json"
 SUCCESS = "SUCCESS"
 DIVERGED = "DIVERGED"
 FAILED = "FAILED"
@@ -190,6 +192,26 @@ class RunDir:
             tmp = p.with_name(f".{CONFIG}.{os.getpid()}.tmp")
             tmp.write_text(cell_to_json(cell))
             os.replace(tmp, p)
+
+    # ---- a pre-registered prediction ---------------------------------------------------
+    def write_prediction(self, prediction: dict) -> bool:
+        """Record ``prediction`` (with the time) unless one is already there; True if written.
+
+        Pre-registration: the file is written before the cell's first step and a relaunch or
+        resume never rewrites it, so the number the run is scored against cannot move.
+        """
+        p = self.path / PREDICTION
+        if p.exists():
+            return False
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(p, {**prediction, "registered": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return True
+
+    def read_prediction(self) -> dict | None:
+        try:
+            return json.loads((self.path / PREDICTION).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     # ---- metrics ----------------------------------------------------------------------
     def read_metrics(self) -> list[dict]:

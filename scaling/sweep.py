@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig
-from scaling.grids import Allocation, IsoFLOP, NxD, Prior, Size, WSDFork  # noqa: F401  (experiments import them here)
+from scaling.grids import Allocation, IsoFLOP, Ladder, NxD, Prior, Size, WSDFork  # noqa: F401  (experiments import them here)
 
 DEFAULT_MFU = 0.25  # used for wall-time estimates until a sweep directory holds measured runs
 
@@ -109,7 +109,7 @@ RECIPE_CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell)
                            if f.name in {g.name for g in dataclasses.fields(Recipe)})
 
 
-Grid = Union[NxD, IsoFLOP, Allocation, WSDFork]
+Grid = Union[NxD, IsoFLOP, Allocation, WSDFork, Ladder]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +151,8 @@ class Sweep:
                               f"seq_len >= 2")
         r.optim.validate()
         if not (callable(getattr(self.grid, "validate", None)) and callable(getattr(self.grid, "expand", None))):
-            raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP, Allocation "
-                              f"or WSDFork")
+            raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP, Allocation, "
+                              f"WSDFork or Ladder")
         self.grid.validate()
         return self
 

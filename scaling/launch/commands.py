@@ -305,6 +305,11 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
         print(f"warning: {w}", file=sys.stderr)
     check_out_dir(out, "--out")  # created here, after planning: a plan error leaves no directory behind
     state.write_cells(out, p.cells, p.rows)
+    from scaling import rundir
+
+    for row in p.rows:  # a Ladder rung's prediction is on disk before any worker starts (never rewritten)
+        if row.get("prediction"):
+            rundir.in_sweep(out, row["run_id"]).write_prediction(row["prediction"])
     flops = {r["run_id"]: r["flops_trained"] for r in p.rows}  # progress counts what cells themselves train
     total_f = sum(flops.values())
     n = len(p.cells)
