@@ -83,6 +83,19 @@ def add_commands(subparsers) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run_predict, near_optimum=None, target_c=None, u_col=None)
 
+    p = subparsers.add_parser("fit-curves", help="schedule-aware loss curves: predict a size's other runs from two",
+                              description="Per model size of a sweep (WSD trunk + forks, or any runs of several "
+                                          "schedules): fit the LR-annealing law L = L0 + A*S1^-alpha - C*S2 "
+                                          "(Tissue et al. 2024) to the trunk's and one fork's trajectories, then "
+                                          "predict every other run's final loss from its LR schedule "
+                                          "(analysis.curves).")
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR")
+    p.add_argument("--loss", choices=("auto", "eval_loss", "train_loss"), default="auto",
+                   help="which trajectory (auto: eval_loss when a run logged >= 6 evals, else train_loss)")
+    p.add_argument("--fork-index", type=int, default=0, help="which fork (by horizon, 0 = shortest) joins the trunk")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run_fit_curves)
+
 
 def resolve_law(name: str):
     """A law by name, or ``module:attr`` importing a user-defined analysis.laws.Law."""
@@ -176,6 +189,25 @@ def run_fit(args) -> int:
         why = "; ".join(f"{k}: {summary[k]['error']}" for k in failed)
         print(f"error: {args.table}: no approach could be fitted ({why})", file=sys.stderr)
         return 2
+    return 0
+
+
+def run_fit_curves(args) -> int:
+    from analysis import curves
+
+    try:
+        rows = curves.fit_sweep_curves(curves._path_ok(args.sweep_dir), loss=args.loss, fork_index=args.fork_index)
+        if not rows:
+            from analysis.errors import ConfigError
+            raise ConfigError(f"SWEEP_DIR {args.sweep_dir}: no size has a trunk (or a run) plus >= 2 other finished "
+                              f"runs with trajectories; fit-curves predicts a size's other runs from two of them")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps({"predictions": rows, "summary": curves.summarize(rows)}, indent=2))
+    else:
+        print(curves.to_markdown(rows), end="")
     return 0
 
 
