@@ -46,7 +46,7 @@ RECIPE_D_COLS = ("tokens",)
 
 
 # ------------------------------------------------------------------------------ input checks
-def check_table(df, *, n_col: str, d_col: str, lr_col: str, loss_col: str, batch_col: str | None = None):
+def check_table(df, *, n_col: str, d_col: str | None, lr_col: str, loss_col: str, batch_col: str | None = None):
     """The rows to fit (``state == done`` when there is a state column) with every column checked.
 
     One :class:`ConfigError` naming the column and the fix, before any fit: a missing or
@@ -75,10 +75,10 @@ def check_table(df, *, n_col: str, d_col: str, lr_col: str, loss_col: str, batch
     if bad.any():
         raise ConfigError(f"column {lr_col!r}: {int(bad.sum())} non-positive learning rate(s) (e.g. "
                           f"{df.loc[bad, lr_col].iloc[0]:g}); learning rates must be > 0 (fix the table or --lr-col)")
-    for c in (n_col, d_col) + ((batch_col,) if batch_col else ()):
+    keys = [c for c in (n_col, d_col, batch_col) if c is not None]
+    for c in keys:
         if (df[c] <= 0).any():
             raise ConfigError(f"column {c!r}: non-positive values; N, D and B must be > 0")
-    keys = [n_col, d_col] + ([batch_col] if batch_col else [])
     distinct = df.groupby(keys)[lr_col].nunique()
     if distinct.max() == 1:
         raise ConfigError(f"column {lr_col!r} holds one value per ({', '.join(keys)}) group: not an LR sweep; "
@@ -112,7 +112,7 @@ def _vertex_samples(x: np.ndarray, y: np.ndarray, K: int, seed: int, local: bool
     return out
 
 
-def best_lrs(df, *, n_col: str = "n_total", d_col: str = "tokens", lr_col: str = "peak_lr",
+def best_lrs(df, *, n_col: str = "n_total", d_col: str | None = "tokens", lr_col: str = "peak_lr",
              loss_col: str = "eval_loss", batch_col: str | None = None, bootstrap: int = 200, seed: int = 0,
              level: float = 0.95, local: bool = False, samples: bool = False):
     """Per (N, D[, B]) group: the best LR, its interval and whether it enters the law.
@@ -123,7 +123,8 @@ def best_lrs(df, *, n_col: str = "n_total", d_col: str = "tokens", lr_col: str =
     ``n_lrs``, ``included`` and ``reason`` (why a group was left out), ``boot_ok`` (the share
     of resamples with an interior minimum).  ``local=True``: the vertex of the lowest point and
     its two neighbours, clipped to them (:func:`analysis.vertices.vertex`; always included):
-    for coarse scans whose ends are far off.  ``samples=True`` adds ``lr_samples`` (the bootstrap
+    for coarse scans whose ends are far off.  ``d_col=None`` groups by N (and B) only (``D`` is
+    then NaN), e.g. for losses already averaged over horizons.  ``samples=True`` adds ``lr_samples`` (the bootstrap
     vertices in log LR) for :func:`fit_law`.
     """
     import pandas as pd
@@ -132,7 +133,8 @@ def best_lrs(df, *, n_col: str = "n_total", d_col: str = "tokens", lr_col: str =
     from analysis.vertices import vertex
 
     df = check_table(df, n_col=n_col, d_col=d_col, lr_col=lr_col, loss_col=loss_col, batch_col=batch_col)
-    keys = [n_col, d_col] + ([batch_col] if batch_col else [])
+    keys = [c for c in (n_col, d_col, batch_col) if c is not None]
+    names = [k for k, c in zip(("N", "D", "B"), (n_col, d_col, batch_col)) if c is not None]
     rows = []
     for i, (key, g) in enumerate(df.groupby(keys, sort=True)):
         g = g.sort_values(lr_col)
@@ -140,7 +142,8 @@ def best_lrs(df, *, n_col: str = "n_total", d_col: str = "tokens", lr_col: str =
         v = vertex(0.0, x, y, local=local)
         s = _vertex_samples(x, y, bootstrap, seed + 7919 * i, local) if v.included else np.empty(0)
         lo, hi = percentile_interval(s, level) if s.size else (math.nan, math.nan)
-        row = dict(zip(("N", "D", "B"), key))
+        row = dict(zip(names, key if isinstance(key, tuple) else (key,)))
+        row.setdefault("D", math.nan)
         row.update(lr=math.exp(v.x) if math.isfinite(v.x) else math.nan, lr_lo=math.exp(lo) if math.isfinite(lo)
                    else math.nan, lr_hi=math.exp(hi) if math.isfinite(hi) else math.nan,
                    loss=v.y, n_lrs=int(np.unique(x).size), included=bool(v.included), reason=v.reason,
