@@ -36,13 +36,13 @@ SWEEP = Sweep(
 def fit_lr_rule(results_csv: str) -> dict:
     """Best LR per size (parabola in log LR through the lowest point and its neighbours,
     clipped to them) and the power law in N through them (:mod:`analysis.hp`; every size is at
-    10 tokens per parameter, so D carries no information of its own: ``law="n"``)."""
+    10 tokens per parameter, so D carries no information of its own: groups by N, ``law="n"``)."""
     import pandas as pd
 
     from analysis import hp
 
     df = pd.read_csv(results_csv)
-    groups = hp.best_lrs(df, n_col="n_total", d_col="tokens", lr_col="peak_lr", loss_col="eval_loss", local=True,
+    groups = hp.best_lrs(df, n_col="n_total", d_col=None, lr_col="peak_lr", loss_col="eval_loss", local=True,
                          bootstrap=0)
     law = hp.fit_law(groups, law="n", bootstrap=0)
     done = df[df.state == "done"]

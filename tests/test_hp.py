@@ -224,22 +224,21 @@ def _coordinate_check(param, widths=(16, 128), steps=4, lr=3e-2):
         opt = make_optimizer(hp_, model.cfg)
 
         @jax.jit
-        def acts(p):
-            logits, st = model.apply({"params": p}, x, capture_intermediates=True, mutable=["intermediates"])
-            return [st["intermediates"][f"layers_{i}"]["__call__"][0] for i in range(2)] + [logits]
-
-        @jax.jit
         def step(p, s):
+            """One Adam step, and the activations (block outputs, logits) of the parameters it started from."""
             def loss(q):
-                lg = model.apply({"params": q}, x)
-                return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(lg), y[..., None], -1))
-            u, s = opt.update(jax.grad(loss)(p), s, p)
-            return jax.tree.map(jnp.add, p, u), s
+                lg, st = model.apply({"params": q}, x, capture_intermediates=True, mutable=["intermediates"])
+                acts = [st["intermediates"][f"layers_{i}"]["__call__"][0] for i in range(2)] + [lg]
+                return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(lg), y[..., None], -1)), acts
+            (_, acts), g = jax.value_and_grad(loss, has_aux=True)(p)
+            u, s = opt.update(g, s, p)
+            return jax.tree.map(jnp.add, p, u), s, acts
 
-        a0, p, s = acts(params), params, init_opt_state(params)
-        for _ in range(steps):
-            p, s = step(p, s)
-        out.append([float(jnp.sqrt(jnp.mean((b - a) ** 2))) for a, b in zip(a0, acts(p))])
+        p, s = params, init_opt_state(params)
+        for i in range(steps + 1):  # the last call only reads the activations after `steps` updates
+            p, s, acts = step(p, s)
+            a0 = acts if i == 0 else a0
+        out.append([float(jnp.sqrt(jnp.mean((b - a) ** 2))) for a, b in zip(a0, acts)])
     arr = np.asarray(out)
     return arr.max(0) / arr.min(0)
 
