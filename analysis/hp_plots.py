@@ -48,6 +48,7 @@ def loss_vs_lr(df, groups, path, *, n_col: str = "n_total", d_col: str = "tokens
                 ax.errorbar([g.lr], [g.loss], xerr=[[g.lr - g.lr_lo], [g.lr_hi - g.lr]] if math.isfinite(g.lr_lo)
                             else None, fmt="*", color=c, ms=10, mec="k", capsize=3)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels crowd a scan of a few octaves
         ax.set_xlabel("peak learning rate")
         ax.set_title(f"N = {n:.3g}")
         ax.legend(fontsize=7)
