@@ -257,7 +257,7 @@ class Planner:
             if peak_lr is None and r.lr_rule is not None:  # the rule at this cell's own horizon
                 peak_lr = _call_rule(r.lr_rule, cfg, counts, steps_b * batch_size * r.seq_len, r.optim.peak_lr)
             cell = self.make_cell(cfg, counts, steps_b, budget=budget, group=group, label=label, peak_lr=peak_lr,
-                                  optim=optim, **fields)
+                                  optim=optim, batch_size=r.batch_size, **fields)  # the recipe's: no recursion
             return dataclasses.replace(cell, batch_size=batch_size, tokens=steps_b * batch_size * r.seq_len)
         # execution choices (layer scan, attention kernel) and a 'default' compute dtype made
         # concrete for the backend the sweep will train on (bf16 on accelerators: another run id)

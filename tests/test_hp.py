@@ -342,3 +342,16 @@ def test_fit_hp_cli_json(tmp_path, capsys):
     assert set(out["predictions"][0]) == {"N", "D", "lr", "lr_ci"}
     assert out["law"]["ci"]["N"][0] < out["law"]["exponents"]["N"] < out["law"]["ci"]["N"][1]
     assert hp.HPLaw.load(tmp_path / "law.json").exponents == pytest.approx(tuple(out["law"]["exponents"].values()))
+
+
+def test_recipe_batch_rule_sets_each_cells_batch_and_keeps_its_tokens():
+    from scaling.sweep import NxD, Recipe, Sweep, WSDFork, plan
+
+    rule = lambda cfg, counts: 8 if counts.total > 5e4 else 2  # noqa: E731
+    sweep = Sweep(name="b", recipe=Recipe(seq_len=32, batch_size=4, vocab_size=64, batch_rule=rule),
+                  grid=NxD(sizes=(2e4, 8e4), tokens=(8192 * 4,)))
+    cells = plan(sweep, estimate=False, backend="cpu").cells
+    assert sorted(c.batch_size for c in cells) == [2, 8]
+    assert all(c.tokens == 8192 * 4 and c.steps * c.batch_size * 32 == c.tokens for c in cells)
+    with pytest.raises(ConfigError, match="batch_rule.*WSDFork"):
+        plan(dataclasses.replace(sweep, grid=WSDFork(sizes=(2e4,), tokens=(8192 * 4,))), estimate=False, backend="cpu")
