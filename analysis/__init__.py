@@ -12,6 +12,8 @@ published data go through the same code:
 * :mod:`analysis.uncertainty` bootstrap and prediction intervals; :mod:`analysis.diagnostics`
   identifiability and backtests;
 * :mod:`analysis.recipes`     ``analysis.compare``: recipe B against recipe A, compute-equivalent gain;
+* :mod:`analysis.hp`          hyperparameter laws: best LR per group, ``LR* = c N^a D^b``, law files
+  recipes read (``scaling fit-hp``); :mod:`analysis.hp_plots` their figures;
 * :mod:`analysis.published`   published laws, model points, tables and shipped data sets;
 * :mod:`analysis.plots`       figures (PNG + SVG); :mod:`analysis.report` fits.json / fits.md /
   figures in one call; :mod:`analysis.cli` the ``scaling fit`` command.

@@ -49,14 +49,16 @@ RECIPE_D_COLS = ("tokens",)
 def check_table(df, *, n_col: str, d_col: str | None, lr_col: str, loss_col: str, batch_col: str | None = None):
     """The rows to fit (``state == done`` when there is a state column) with every column checked.
 
+    Rows of group ``wsd_trunk`` are dropped as :func:`analysis.data.drop_groups` does for every fit.
     One :class:`ConfigError` naming the column and the fix, before any fit: a missing or
     non-numeric column, a non-positive LR, an LR column with one value per group (not an LR
     sweep), or no group with 3 distinct LRs (a parabola needs 3).
     """
     import pandas as pd
 
-    from analysis.data import done_runs
+    from analysis.data import done_runs, drop_groups
 
+    df = drop_groups(df)  # WSD trunks' losses are mid-schedule, never a run's final number
     cols = [c for c in (n_col, d_col, lr_col, loss_col, batch_col) if c is not None]
     for c in cols:
         if c not in df.columns:

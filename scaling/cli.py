@@ -6,7 +6,8 @@ notebooks and scripts can do the same without the shell:
 * ``scaling train``  one cell into one run directory (:func:`scaling.train.train`);
 * ``scaling count``  parameter bases and FLOPs per token (:mod:`scaling.accounting`);
 * ``scaling plan | sweep | status``  sweeps (:mod:`scaling.launch.commands`);
-* ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`).
+* ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`);
+* ``scaling fit-hp``  learning-rate (and batch) laws on an HP sweep's table (:mod:`analysis.hp`).
 
 Heavy libraries (JAX, TensorFlow) are imported inside the commands that need them, so
 ``scaling fit`` and ``scaling plan`` start in well under a second.  Configuration mistakes
