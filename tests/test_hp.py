@@ -109,6 +109,12 @@ def test_batch_law_when_batch_varies():
     bl = out["batch_law"]
     assert bl.target == "batch" and abs(dict(zip(bl.variables, bl.exponents))["D"] - 0.5) < 0.05
     assert "B" in out["law"].variables and "B" in out["predictions"][0]
+    # a batch law is a recipe batch_rule: the rounded B* at the cell's N and tokens
+    import argparse
+
+    b = bl(ModelConfig(vocab_size=64, seq_len=16, d_model=32, n_layers=2, n_heads=2, kv_size=16, ffw_size=128),
+           argparse.Namespace(total=4e4), 4e6)
+    assert isinstance(b, int) and b == round(bl.predict(N=4e4, D=4e6))
 
 
 # ------------------------------------------------------------------------------ bad input
