@@ -13,6 +13,8 @@ published data go through the same code:
   identifiability and backtests;
 * :mod:`analysis.recipes`     ``analysis.compare``: recipe B against recipe A, compute-equivalent gain;
 * :mod:`analysis.prediction`  ``analysis.predict``: the loss at any (N, D) with intervals calibrated by rollouts;
+* :mod:`analysis.hp`          hyperparameter laws: best LR per group, ``LR* = c N^a D^b``, law files
+  recipes read (``scaling fit-hp``); :mod:`analysis.hp_plots` their figures;
 * :mod:`analysis.published`   published laws, model points, tables and shipped data sets;
 * :mod:`analysis.plots`       figures: ``ax=`` in, Figure out, PNG + SVG only given ``path=``;
   :mod:`analysis.report` fits.json / fits.md / figures in one call; :mod:`analysis.cli` the

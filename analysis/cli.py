@@ -16,6 +16,11 @@ Any two of N, D, C are enough: with only ``--c-col`` tokens are D = C / (6 N); w
 200; 0 turns them off) and ``prediction`` (residual-bootstrap intervals at the largest
 budget and ``--target-c``).  ``--compare B`` adds the compute-equivalent gain of table B's
 recipe over this one.  No JAX.
+
+``scaling fit-hp TABLE_OR_SWEEP_DIR`` fits hyperparameter laws (:mod:`analysis.hp`): the best
+LR per (N, D[, B]) group with a bootstrap interval, then ``LR* = c N^a D^b`` (``--law``) with
+intervals on every exponent; ``--at N,D`` predicts, ``--save`` writes the law file a recipe
+reads (``Recipe(lr_rule=HPLaw.load(path))``), ``--plots DIR`` draws the figures.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import importlib
 import json
 import math
 import sys
+from pathlib import Path
 
 
 def add_commands(subparsers) -> None:
@@ -59,7 +65,41 @@ def add_commands(subparsers) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--plots", default=None, metavar="DIR")
     p.set_defaults(func=run_fit)
+    add_fit_hp(subparsers)
+    add_predict(subparsers)
 
+
+def add_fit_hp(subparsers) -> None:
+    """Register ``fit-hp`` (hyperparameter laws, :mod:`analysis.hp`)."""
+    p = subparsers.add_parser("fit-hp", help="fit learning-rate (and batch) laws to an HP sweep's table",
+                              description="Best LR per (N, D[, B]) group (parabola vertex in log LR, bootstrap "
+                                          "interval), then LR* = c N^a D^b with intervals (analysis.hp).")
+    p.add_argument("table", metavar="TABLE_OR_SWEEP_DIR")
+    p.add_argument("--n-col", default="n_total", help="parameters column (default n_total)")
+    p.add_argument("--d-col", default="tokens", help="tokens column (default tokens)")
+    p.add_argument("--lr-col", default="peak_lr", help="learning-rate column (default peak_lr)")
+    p.add_argument("--loss-col", default="eval_loss")
+    p.add_argument("--batch-col", default=None, help="batch-size column: groups per (N, D, B), an LR law with a "
+                   "B term and a B*(N, D) law (default: batch fixed)")
+    p.add_argument("--law", default="nd", choices=("nd", "n", "d", "c"),
+                   help="nd: c N^a D^b (default); n: c N^a; d: c D^b; c: c C^a with C = 6 N D (DeepSeek)")
+    p.add_argument("--parametrization", default=None, help="which parametrization's runs to fit (needed when "
+                   "the table's parametrization column holds several)")
+    p.add_argument("--at", action="append", default=[], metavar="N,D[,B]",
+                   help="predict LR* with its interval here (repeatable)")
+    p.add_argument("--local", action="store_true", help="vertex of the lowest LR and its two neighbours only "
+                   "(coarse scans whose ends are far off)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="K")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write loss_vs_lr and lr_law figures here")
+    p.add_argument("--save", default=None, metavar="LAW.json", help="write the law file a recipe reads")
+    p.set_defaults(func=run_fit_hp)
+
+
+def add_predict(subparsers) -> None:
+    """Register ``predict`` (:mod:`analysis.prediction`) and ``fit-curves`` (:mod:`analysis.curves`)."""
     p = subparsers.add_parser("predict", help="a law's loss at any (N, D), with intervals calibrated by rollouts",
                               description="Fit Approach 3 and predict the loss of one run at each --at N,D: the "
                                           "law's loss, a parameter interval and a prediction interval for one "
@@ -95,6 +135,62 @@ def add_commands(subparsers) -> None:
     p.add_argument("--fork-index", type=int, default=0, help="which fork (by horizon, 0 = shortest) joins the trunk")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run_fit_curves)
+
+
+def _points(specs) -> list[tuple]:
+    from analysis.errors import ConfigError
+
+    out = []
+    for spec in specs:
+        try:
+            vals = tuple(float(v) for v in spec.split(","))
+        except ValueError:
+            vals = ()
+        if len(vals) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in vals):
+            raise ConfigError(f"--at {spec!r}: give N,D (or N,D,B) as positive numbers, e.g. --at 1e5,2e6")
+        out.append(vals)
+    return out
+
+
+def run_fit_hp(args) -> int:
+    from analysis import hp
+    from analysis.data import load_table
+    from analysis.errors import ConfigError
+
+    try:
+        if args.bootstrap < 0:
+            raise ConfigError("--bootstrap: K must be >= 0")
+        if not 0 < args.level < 1:
+            raise ConfigError(f"--level {args.level:g}: must be in (0, 1), e.g. 0.95")
+        at = _points(args.at)
+        df = load_table(args.table)
+        summary = hp.fit_hp(df, n_col=args.n_col, d_col=args.d_col, lr_col=args.lr_col, loss_col=args.loss_col,
+                            batch_col=args.batch_col, law=args.law, bootstrap=args.bootstrap, seed=args.seed,
+                            level=args.level, at=at, parametrization=args.parametrization, local=args.local,
+                            table=args.table)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = hp.to_json(summary)
+    if args.save:
+        out["saved"] = summary["law"].save(args.save)
+    if args.plots:
+        from analysis import hp_plots
+
+        cols = summary["law"].columns
+        data = df if "parametrization" not in df.columns else df[df["parametrization"] == summary["law"].parametrization]
+        out["plots"] = (hp_plots.loss_vs_lr(data, summary["groups"], Path(args.plots) / "loss_vs_lr", **cols)
+                        + hp_plots.lr_law(summary["groups"], summary["law"], Path(args.plots) / "lr_law"))
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        print(hp.to_markdown(summary), end="")
+        for k in ("saved",):
+            if k in out:
+                print(f"\nlaw file: {out[k]}")
+        if "plots" in out:
+            print("figures: " + ", ".join(out["plots"]))
+    return 0
 
 
 def resolve_law(name: str):

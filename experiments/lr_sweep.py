@@ -6,8 +6,8 @@ recipe and data) each train at 10 tokens per parameter with five peak LRs a fact
 
     scaling sweep experiments/lr_sweep.py --out runs/lr_sweep
 
-Fit: per size, a parabola in log LR through (log LR, eval loss) gives the best LR; a line
-through (log N, log LR*) gives ``LR*(N) = LR_REF (N / N_REF)^-LR_EXP``, which
+Fit (:mod:`analysis.hp`, as ``scaling fit-hp --law n --local`` does): per size, a parabola in
+log LR through (log LR, eval loss) gives the best LR; a line through (log N, log LR*) gives ``LR*(N) = LR_REF (N / N_REF)^-LR_EXP``, which
 ``experiments/quickstart.py`` plugs into ``Recipe.lr_rule`` (the measured numbers are in
 the README, "Science on a laptop").  ``python experiments/lr_sweep.py runs/lr_sweep``
 prints that fit from a finished sweep.
@@ -35,21 +35,20 @@ SWEEP = Sweep(
 
 def fit_lr_rule(results_csv: str) -> dict:
     """Best LR per size (parabola in log LR through the lowest point and its neighbours,
-    clipped to them) and the power law through them (``analysis.vertices``)."""
-    import numpy as np
+    clipped to them) and the power law in N through them (:mod:`analysis.hp`; every size is at
+    10 tokens per parameter, so D carries no information of its own: groups by N, ``law="n"``)."""
     import pandas as pd
 
-    from analysis.vertices import vertex_power_law
+    from analysis import hp
 
     df = pd.read_csv(results_csv)
-    df = df[df.state == "done"]
-    groups = {float(n): (np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy())
-              for n, g in df.groupby("n_total")}
-    fit = vertex_power_law(groups, local=True, min_groups=1)
-    best = [(v.key, float(np.exp(v.x)), df[df.n_total == v.key].sort_values("peak_lr").eval_loss.round(4).tolist())
-            for v in fit.vertices]
-    return {"best": best, "lr_exp": float(-fit.slope),
-            "lr_at_1e5": float(np.exp(fit.intercept + fit.slope * np.log(1e5)))}
+    groups = hp.best_lrs(df, n_col="n_total", d_col=None, lr_col="peak_lr", loss_col="eval_loss", local=True,
+                         bootstrap=0)
+    law = hp.fit_law(groups, law="n", bootstrap=0)
+    done = df[df.state == "done"]
+    best = [(float(g.N), float(g.lr), done[done.n_total == g.N].sort_values("peak_lr").eval_loss.round(4).tolist())
+            for g in groups.itertuples()]
+    return {"best": best, "lr_exp": float(-law.exponents[0]), "lr_at_1e5": law.predict(N=1e5)}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ apart, bracketing the cosine rule at both sizes) with forks at 0.8M-6.4M tokens,
 
 Fit (chosen before looking at any fork loss): a trunk's LR is shared by all its horizons, so
 per size the best LR is the vertex of a parabola in log LR through the mean fork loss per LR
-(the lowest point and its neighbours, ``analysis.vertices``); the WSD rule is the cosine rule
+(the lowest point and its neighbours, :func:`analysis.hp.best_lrs`); the WSD rule is the cosine rule
 times the geometric mean over sizes of best / cosine-rule LR (two sizes cannot pin the exponent
 better than ``lr_sweep.py``'s three, so the exponent stays).  Each horizon's own best LR is
 printed beside it, to show how much a shared trunk gives up.
@@ -41,24 +41,22 @@ SWEEP = Sweep(
 
 def fit_lr_factor(results_csv: str) -> dict:
     """Per size the best trunk LR for the mean fork loss, per (size, horizon) the best LR, and
-    the factor (geometric mean over sizes) by which the cosine rule should be scaled for WSD."""
+    the factor (geometric mean over sizes) by which the cosine rule should be scaled for WSD
+    (vertices of :func:`analysis.hp.best_lrs`, lowest point and its neighbours)."""
     import numpy as np
     import pandas as pd
 
-    from analysis.vertices import vertex_power_law
+    from analysis import hp
 
     df = pd.read_csv(results_csv)
     forks = df[(df.state == "done") & (df.group == "wsd_fork")]
     rule = {float(n): quickstart.lr_for(n) for n in forks.n_total.unique()}
     mean = forks.groupby(["n_total", "peak_lr"]).eval_loss.mean().reset_index()
-    shared = vertex_power_law({float(n): (np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy())
-                               for n, g in mean.groupby("n_total")}, local=True, min_groups=1)
-    best = {v.key: float(np.exp(v.x)) for v in shared.vertices}
-    per_h = {}
-    for (n, t), g in forks.groupby(["n_total", "tokens"]):
-        v = vertex_power_law({0: (np.log(g.peak_lr.to_numpy()), g.eval_loss.to_numpy())}, local=True,
-                             min_groups=1).vertices[0]
-        per_h[(float(n), float(t))] = (float(np.exp(v.x)), g.sort_values("peak_lr").eval_loss.round(4).tolist())
+    cols = dict(n_col="n_total", lr_col="peak_lr", loss_col="eval_loss", local=True, bootstrap=0)
+    best = {float(g.N): float(g.lr) for g in hp.best_lrs(mean, d_col=None, **cols).itertuples()}
+    per_h = {(float(g.N), float(g.D)): (float(g.lr), forks[(forks.n_total == g.N) & (forks.tokens == g.D)]
+                                        .sort_values("peak_lr").eval_loss.round(4).tolist())
+             for g in hp.best_lrs(forks, d_col="tokens", **cols).itertuples()}
     factor = float(np.exp(np.mean([np.log(best[n] / rule[n]) for n in best])))
     return {"best": best, "rule": rule, "per_horizon": per_h, "factor": factor,
             "mean_loss": {float(n): g.sort_values("peak_lr").eval_loss.round(4).tolist()

@@ -7,7 +7,8 @@ notebooks and scripts can do the same without the shell:
   ``--tracker wandb|mlflow`` also logs it there, :mod:`scaling.trackers`);
 * ``scaling count``  parameter bases and FLOPs per token (:mod:`scaling.accounting`);
 * ``scaling plan | sweep | status``  sweeps (:mod:`scaling.launch.commands`);
-* ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`).
+* ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`);
+* ``scaling fit-hp``  learning-rate (and batch) laws on an HP sweep's table (:mod:`analysis.hp`).
 
 Heavy libraries (JAX, TensorFlow) are imported inside the commands that need them, so
 ``scaling fit`` and ``scaling plan`` start in well under a second.  Configuration mistakes
@@ -23,12 +24,13 @@ import os
 import sys
 from pathlib import Path
 
-from scaling.config import (ATTENTIONS, DTYPES, REMATS, Cell, ConfigError, DataConfig, MeshConfig, ModelConfig,
-                            OptimConfig, cell_from_json)
+from scaling.config import (ATTENTIONS, DTYPES, PARAMETRIZATIONS, REMATS, Cell, ConfigError, DataConfig, MeshConfig,
+                            ModelConfig, OptimConfig, cell_from_json)
 
 SHAPE_FLAGS = ("d_model", "n_layers", "n_heads", "kv_size", "ffw_size")
 # Model fields settable by flag besides the shape (None = not given: the config's default).
-MODEL_OPTION_FLAGS = ("norm", "position", "activation", "compute_dtype", "scan_layers", "remat", "attention")
+MODEL_OPTION_FLAGS = ("norm", "position", "activation", "compute_dtype", "scan_layers", "remat", "attention",
+                     "parametrization", "base_width", "base_depth", "base_kv_size")
 
 
 def _add_shape_flags(p: argparse.ArgumentParser) -> None:
@@ -44,6 +46,13 @@ def _add_shape_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", dest="compute_dtype", choices=DTYPES,
                    help="matmul input dtype (f32 params and accumulation either way); default: per backend "
                         "(ModelConfig.for_backend: bf16 on GPU/TPU)")
+    g.add_argument("--parametrization", choices=PARAMETRIZATIONS,
+                   help="standard (default) | mup | completep: init, multipliers and per-parameter Adam "
+                        "settings scaled from a base shape (docs: hyperparameters)")
+    g.add_argument("--base-width", dest="base_width", type=int, help="d_model of the base shape (mup, completep)")
+    g.add_argument("--base-depth", dest="base_depth", type=int, help="n_layers of the base shape (completep)")
+    g.add_argument("--base-kv-size", dest="base_kv_size", type=int,
+                   help="head size of the base shape (default: kv_size * base_width / d_model)")
     g = p.add_argument_group("model execution (same numbers, different speed/memory; default: per backend)")
     g.add_argument("--scan-layers", dest="scan_layers", action=argparse.BooleanOptionalAction, default=None,
                    help="layers as one scanned block (compile time independent of depth); default: on GPU/TPU")

@@ -60,6 +60,11 @@ SCAN_BY_DEFAULT = ("gpu", "tpu")
 # may switch layout, remat policy or attention kernel across backends and keep its run id.
 EXECUTION_FIELDS = ("scan_layers", "remat", "attention")
 
+# How initialisation, multipliers and per-parameter Adam settings scale with the shape, relative
+# to a base shape (scaling.parametrization says what each one changes).  It changes the numbers,
+# so it is part of the run identity; "standard" with no base shape is hashed as before it existed.
+PARAMETRIZATIONS = ("standard", "mup", "completep")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -87,6 +92,12 @@ class ModelConfig:
     ``compute_dtype='default'`` means "not chosen": :meth:`for_backend` (used where a cell
     is *built* for a known backend) makes it bf16 on GPU/TPU and float32 on CPU; a cell
     that reaches the trainer unresolved computes in float32 and is hashed as float32.
+
+    ``parametrization``: ``standard``, ``mup`` (width-wise hyperparameter transfer, Yang et al.
+    2022, for Adam) or ``completep`` (width and depth, Dey et al. 2025), relative to the base
+    shape ``base_width`` (both), ``base_depth`` (completep) and ``base_kv_size`` (optional);
+    :mod:`scaling.parametrization` lists what each changes.  At the base shape every
+    parametrization computes what ``standard`` computes.
     """
 
     vocab_size: int
@@ -105,6 +116,10 @@ class ModelConfig:
     remat: str = "none"
     attention: str = "default"
     name: str = ""  # family member name, if any (informational, not hashed)
+    parametrization: str = "standard"  # standard | mup | completep (scaling.parametrization)
+    base_width: int | None = None  # d_model of the base shape (mup, completep)
+    base_depth: int | None = None  # n_layers of the base shape (completep)
+    base_kv_size: int | None = None  # head size of the base shape (None: kv_size * base_width / d_model)
 
     @property
     def d_attn(self) -> int:
@@ -140,7 +155,32 @@ class ModelConfig:
                  f"model.attention={self.attention!r}: choose one of {ATTENTIONS}")
         if self.position == "rope":
             _require(self.kv_size % 2 == 0, f"model.kv_size={self.kv_size}: RoPE needs an even head size")
+        self._validate_parametrization()
         return self
+
+    def _validate_parametrization(self) -> None:
+        p = self.parametrization
+        _require(p in PARAMETRIZATIONS, f"model.parametrization={p!r}: choose one of {PARAMETRIZATIONS}")
+        # a base field that the parametrization ignores would change the run id and nothing else
+        uses = {"standard": (), "mup": ("base_width", "base_kv_size"),
+                "completep": ("base_width", "base_depth", "base_kv_size")}[p]
+        for f in ("base_width", "base_depth", "base_kv_size"):
+            v = getattr(self, f)
+            if f not in uses:
+                who = "completep" if f == "base_depth" else "mup and completep"
+                _require(v is None, f"model.{f}={v!r}: parametrization={p!r} does not use it; remove it "
+                                    f"(only {who} scale from a base shape)")
+            elif v is not None:
+                _require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                         f"model.{f}={v!r}: must be a positive integer")
+        if p != "standard":
+            _require(self.base_width is not None,
+                     f"model.parametrization={p!r} needs a base shape: set model.base_width (the d_model the base "
+                     f"hyperparameters were tuned at; CLI --base-width, HPGrid(base=SIZE))")
+        if p == "completep":
+            _require(self.base_depth is not None,
+                     "model.parametrization='completep' needs a base depth: set model.base_depth (the n_layers the "
+                     "base hyperparameters were tuned at; CLI --base-depth, HPGrid(base=SIZE))")
 
     # -- per-backend choices --------------------------------------------------------------
     def resolve(self, backend: str) -> "ModelConfig":
@@ -363,7 +403,9 @@ _NON_RESULT_FIELDS = ("name", "mesh", "log_every", "checkpoint_every", "checkpoi
                       "keep_every", "budget", "flops_convention", "group", "max_loss_spike")
 # Fields added after run ids were first published: hashed only when they differ from these values,
 # so every run id planned before they existed stays the same.
-_HASHED_UNLESS = {("trunk",): "", ("fork_step",): 0, ("optim", "decay_shape"): "linear"}
+_HASHED_UNLESS = {("trunk",): "", ("fork_step",): 0, ("optim", "decay_shape"): "linear",
+                  ("model", "parametrization"): "standard", ("model", "base_width"): None,
+                  ("model", "base_depth"): None, ("model", "base_kv_size"): None}
 
 
 @dataclasses.dataclass(frozen=True)

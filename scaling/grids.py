@@ -12,6 +12,8 @@ A grid is data (a frozen dataclass) with two methods: ``validate()`` raises one
   size, each horizon a fork that cools down from the trunk's checkpoint);
 * :class:`Ladder`: a pre-registered run: the compute-optimal cell at a larger budget, its loss
   predicted (with an interval) from a smaller sweep's law before it trains.
+* :class:`HPGrid`: hyperparameter sweeps (sizes x horizons x peak LRs, optionally x batch
+  sizes and x parametrization), the data behind ``scaling fit-hp``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from scaling.config import ConfigError
+from scaling.config import PARAMETRIZATIONS, ConfigError
 
 if TYPE_CHECKING:
     from scaling.sweep import Planner
@@ -429,3 +431,96 @@ class WSDFork:
                 for t, h, k in zip(horizons, steps, starts):
                     pl.add(cfg, counts, fpt, h, budget=None, group="wsd_fork", label=f"{name}-D{_fmt_num(t)}{tag}-wsd",
                            target=target, optim=optim, peak_lr=lr, trunk=trunk.run_id, fork_step=k)
+
+
+@dataclasses.dataclass(frozen=True)
+class HPGrid:
+    """A hyperparameter sweep: every size x horizon x peak LR (x batch size) (x parametrization).
+
+    Horizons are ``tokens`` (absolute, the same for every size: what a transfer check wants)
+    or ``tokens_per_param``.  Learning rates are ``peak_lrs`` (absolute) or ``lr_factors``
+    times the recipe's rule (``Recipe.lr_rule``, else ``optim.peak_lr``) at each cell; under
+    ``mup``/``completep`` the rule is read at the ``base`` shape (muTransfer: the base model's
+    LR serves every width).  ``batch_sizes``: every cell once per batch (steps =
+    tokens // (batch x seq_len)); default the recipe's.  ``parametrizations``: every cell once
+    per parametrization; ``base`` (a size of the same family) is the base shape they scale
+    from (its d_model, n_layers and head size).  Each cell is an independent cosine (the
+    recipe's schedule) run of group ``hp_sweep``; ``scaling fit-hp`` fits the table.
+    """
+
+    sizes: tuple[Size, ...]
+    tokens: tuple[float, ...] = ()
+    tokens_per_param: tuple[float, ...] = ()
+    peak_lrs: tuple[float, ...] = ()
+    lr_factors: tuple[float, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    parametrizations: tuple[str, ...] = ()
+    base: Size | None = None
+
+    def validate(self) -> None:
+        _check_horizons(self)
+        if bool(self.peak_lrs) == bool(self.lr_factors):
+            raise ConfigError("grid: give exactly one of peak_lrs=(...) (absolute) or lr_factors=(...) (times the "
+                              "recipe's LR rule), non-empty")
+        _check_lrs(self.peak_lrs)
+        for f in self.lr_factors:
+            if not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
+                raise ConfigError(f"grid.lr_factors: {f!r} is not a positive factor; use e.g. (0.25, 0.5, 1, 2, 4)")
+        _check_unique("grid.lr_factors", "factor", self.lr_factors)
+        if 0 < len(self.peak_lrs or self.lr_factors) < 3:
+            raise ConfigError(f"grid: {len(self.peak_lrs or self.lr_factors)} learning rate(s) per group; a parabola "
+                              f"in log LR needs >= 3 (5 a factor 2 apart is a good start)")
+        for b in self.batch_sizes:
+            if not (isinstance(b, int) and not isinstance(b, bool) and b >= 1):
+                raise ConfigError(f"grid.batch_sizes: {b!r} is not a positive integer batch size")
+        _check_unique("grid.batch_sizes", "batch size", self.batch_sizes)
+        for p in self.parametrizations:
+            if p not in PARAMETRIZATIONS:
+                raise ConfigError(f"grid.parametrizations: {p!r}; choose from {PARAMETRIZATIONS}")
+        _check_unique("grid.parametrizations", "parametrization", self.parametrizations)
+        scaled = [p for p in self.parametrizations if p != "standard"]
+        if scaled and self.base is None:
+            raise ConfigError(f"grid.base: parametrization {scaled[0]!r} needs a base shape; set HPGrid(base=SIZE) "
+                              f"(the size whose hyperparameters transfer, e.g. the smallest)")
+        if self.base is not None and not scaled:
+            raise ConfigError("grid.base: only mup/completep scale from a base shape; remove base or add "
+                              "parametrizations=('standard', 'mup')")
+
+    def expand(self, pl: "Planner") -> None:
+        import dataclasses as dc
+
+        base = pl.model(self.base)[0] if self.base is not None else None
+        for param in (self.parametrizations or (None,)):
+            for size in self.sizes:
+                cfg, counts, fpt = pl.model(size)
+                target = float(size) if not isinstance(size, str) else None
+                pl.check_moved(target, counts, f"size {size}")
+                n = pl.n_of(counts)
+                rule_cfg, rule_counts = cfg, counts
+                if param not in (None, "standard"):
+                    kw = dict(parametrization=param, base_width=base.d_model)
+                    if param == "completep":
+                        kw["base_depth"] = base.n_layers
+                    if base.kv_size * cfg.d_model != cfg.kv_size * base.d_model:  # not the derived default
+                        kw["base_kv_size"] = base.kv_size
+                    cfg = dc.replace(cfg, **kw).validate()
+                    rule_cfg, rule_counts = base, pl.model(self.base)[1]
+                name = cfg.name or _fmt_num(n)
+                tag = "" if param is None else f"-{param}"
+                for t in [float(x) for x in self.tokens] or [k * n for k in self.tokens_per_param]:
+                    for b in (self.batch_sizes or (None,)):
+                        tps = pl.recipe.seq_len * (b or pl.recipe.batch_size)
+                        steps = int(t // tps)
+                        if steps < 1:
+                            raise ConfigError(f"grid tokens={t:.3g} for size {size}: below one batch ({tps} tokens); "
+                                              f"raise the horizon or lower the batch size")
+                        if self.peak_lrs:
+                            lrs = [float(lr) for lr in self.peak_lrs]
+                        else:
+                            centre = pl.rule_lr(rule_cfg, rule_counts, steps * tps)
+                            lrs = [float(f) * centre for f in self.lr_factors]
+                        btag = "" if b is None else f"-b{b}"
+                        for lr in lrs:
+                            pl.add(cfg, counts, fpt, steps, budget=None, group="hp_sweep",
+                                   label=f"{name}-D{_fmt_num(t)}{btag}-lr{lr:.3g}{tag}", target=target, peak_lr=lr,
+                                   batch_size=b)

@@ -23,6 +23,11 @@ logits.  What makes it fit for scaling-law work is not cleverness but bookkeepin
   (``preferred_element_type``): on this CPU that is the only bf16 path that is faster
   than f32 (a bf16 -> bf16 dot is upcast and slower).  Norms, softmax, the residual
   stream and the logits stay float32.
+* **Parametrization** (``standard`` | ``mup`` | ``completep``): the embedding and readout
+  init std, the residual-projection init depth, the residual branch multiplier, the attention
+  scale and the logit multiplier come from :mod:`scaling.parametrization` (its per-parameter
+  Adam multipliers from :func:`scaling.optim.make_optimizer`); under ``standard`` they are the
+  numbers this module always used.
 * **Execution choices** (``scan_layers``, ``remat``, ``attention``; see
   :class:`scaling.config.ModelConfig`) change how the same function is computed, never its
   value.  The model runs a *resolved* config: one whose per-backend choices were made by
@@ -49,6 +54,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling import parametrization as pz
 from scaling.attention import attend
 from scaling.config import ConfigError, ModelConfig
 
@@ -108,7 +114,7 @@ class Attention(nn.Module):
         cfg = self.cfg
         d, H, D = cfg.d_model, cfg.n_heads, cfg.kv_size
         in_init = nn.initializers.normal(d**-0.5)
-        out_init = nn.initializers.normal((H * D) ** -0.5 / math.sqrt(2 * cfg.n_layers))
+        out_init = nn.initializers.normal((H * D) ** -0.5 / math.sqrt(2 * pz.init_depth(cfg)))
         wq = _param(self, "q", in_init, ("embed", "heads", "kv"), (d, H, D))
         wk = _param(self, "k", in_init, ("embed", "heads", "kv"), (d, H, D))
         wv = _param(self, "v", in_init, ("embed", "heads", "kv"), (d, H, D))
@@ -118,7 +124,7 @@ class Attention(nn.Module):
         v = _dot("bld,dhk->blhk", x, wv, self.dtype)
         if cfg.position == "rope":
             q, k = rope(q, positions), rope(k, positions)
-        q = q * (D**-0.5)
+        q = q * pz.attention_scale(cfg)  # D**-0.5 under the standard parametrization
         o = attend(q.astype(self.dtype), k.astype(self.dtype), v.astype(self.dtype), segment_ids, cfg.attention)
         return _dot("blhk,hkd->bld", o, wo, self.dtype)
 
@@ -134,7 +140,7 @@ class MLP(nn.Module):
         cfg = self.cfg
         d, f = cfg.d_model, cfg.ffw_size
         in_init = nn.initializers.normal(d**-0.5)
-        out_init = nn.initializers.normal(f**-0.5 / math.sqrt(2 * cfg.n_layers))
+        out_init = nn.initializers.normal(f**-0.5 / math.sqrt(2 * pz.init_depth(cfg)))
         if cfg.activation == "swiglu":
             w0 = _param(self, "wi_0", in_init, ("embed", "mlp"), (d, f))
             w1 = _param(self, "wi_1", in_init, ("embed", "mlp"), (d, f))
@@ -159,10 +165,13 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, segment_ids: Array, positions: Array):
+        r = pz.residual_multiplier(self.cfg)  # 1 except under completep (1 / depth ratio)
         h = Norm(self.cfg.norm, name="pre_attn_norm")(x)
-        x = x + Attention(self.cfg, self.dtype, name="attn")(h, segment_ids, positions)
+        a = Attention(self.cfg, self.dtype, name="attn")(h, segment_ids, positions)
+        x = x + (a if r == 1.0 else r * a)
         h = Norm(self.cfg.norm, name="pre_mlp_norm")(x)
-        x = x + MLP(self.cfg, self.dtype, name="mlp")(h)
+        m = MLP(self.cfg, self.dtype, name="mlp")(h)
+        x = x + (m if r == 1.0 else r * m)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         return (x, None) if self.scanned else x
 
@@ -198,10 +207,11 @@ class Embed(nn.Module):
     rows: int
     d_model: int
     axes: tuple
+    std: float | None = None  # init std; None: d_model**-0.5 (the parametrization's, scaling.parametrization)
 
     def setup(self):
-        self.embedding = _param(self, "embedding", nn.initializers.normal(self.d_model**-0.5),
-                                self.axes, (self.rows, self.d_model))
+        std = self.d_model**-0.5 if self.std is None else self.std
+        self.embedding = _param(self, "embedding", nn.initializers.normal(std), self.axes, (self.rows, self.d_model))
 
     def __call__(self, ids: Array) -> Array:
         return jnp.take(self.embedding, ids, axis=0)
@@ -230,10 +240,11 @@ class Decoder(nn.Module):
             segment_ids = jnp.ones((B, L), jnp.int32)
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
-        embed = Embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), name="token_embed")
+        std = pz.embed_std(cfg)
+        embed = Embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), std, name="token_embed")
         x = embed(tokens)
         if cfg.position == "learned":
-            x = x + Embed(cfg.seq_len, cfg.d_model, ("position", "embed"), name="pos_embed")(positions)
+            x = x + Embed(cfg.seq_len, cfg.d_model, ("position", "embed"), std, name="pos_embed")(positions)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         x = _blocks(cfg, dtype, x, segment_ids, positions)
         x = Norm(cfg.norm, name="final_norm")(x)
@@ -242,8 +253,8 @@ class Decoder(nn.Module):
         if cfg.tied_embeddings:
             logits = embed.attend(x, dtype)
         else:
-            logits = LMHead(cfg.vocab_size, dtype, name="lm_head")(x)
-        return nn.with_logical_constraint(logits, ("batch", "length", "act_vocab"))
+            logits = LMHead(cfg.vocab_size, dtype, std, name="lm_head")(x)
+        return nn.with_logical_constraint(_output_multiplier(cfg, logits), ("batch", "length", "act_vocab"))
 
     def init(self, rngs, *args, method=None, **kwargs):
         """Flax ``init``; the scanned layout is initialised as the unrolled one, then stacked.
@@ -293,8 +304,14 @@ def readout(cfg: ModelConfig, params, x: Array) -> Array:
     """The model's logits for final hidden states ``x`` (from ``return_hidden=True``), identical to its own readout."""
     dtype = compute_dtype(cfg)
     if cfg.tied_embeddings:
-        return readout_logits(x, params["token_embed"]["embedding"], True, dtype)
-    return readout_logits(x, params["lm_head"]["kernel"], False, dtype)
+        return _output_multiplier(cfg, readout_logits(x, params["token_embed"]["embedding"], True, dtype))
+    return _output_multiplier(cfg, readout_logits(x, params["lm_head"]["kernel"], False, dtype))
+
+
+def _output_multiplier(cfg: ModelConfig, logits: Array) -> Array:
+    """The logits times the parametrization's output multiplier (1 under standard: returned as they are)."""
+    mult = pz.output_multiplier(cfg)
+    return logits if mult == 1.0 else logits * mult
 
 
 class LMHead(nn.Module):
@@ -302,11 +319,13 @@ class LMHead(nn.Module):
 
     vocab_size: int
     dtype: Any
+    std: float | None = None  # init std; None: d_model**-0.5
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         d = x.shape[-1]
-        w = _param(self, "kernel", nn.initializers.normal(d**-0.5), ("embed", "vocab"), (d, self.vocab_size))
+        std = d**-0.5 if self.std is None else self.std
+        w = _param(self, "kernel", nn.initializers.normal(std), ("embed", "vocab"), (d, self.vocab_size))
         return readout_logits(x, w, False, self.dtype)
 
 

@@ -81,9 +81,13 @@ def hyperparams(optim: OptimConfig, steps: int, step: int) -> np.ndarray:
                      optim.clip_norm], dtype=np.float32)
 
 
-def make_optimizer(hp):
+def make_optimizer(hp, cfg=None):
     """optax AdamW (decay on matrices only) after global-norm clipping, with hyperparameters ``hp``.
 
+    ``cfg`` (the model's :class:`~scaling.config.ModelConfig`): under a ``mup`` or
+    ``completep`` parametrization, every parameter's LR, weight decay and Adam epsilon are
+    multiplied by its group's factors (:func:`scaling.parametrization.adam_multipliers`); the
+    state keeps the structure of the standard optimizer (see :func:`_per_parameter`).
     ``hp`` maps the names in ``HPARAMS`` to scalars, or is a vector in that order; inside the
     jitted step they are traced values, so the transformation is rebuilt from them on every
     update (building it is pure Python, free).  This is ``optax.adamw`` itself, so the
@@ -97,11 +101,56 @@ def make_optimizer(hp):
 
     if not isinstance(hp, dict):
         hp = {k: hp[i] for i, k in enumerate(HPARAMS)}
-    return optax.chain(
-        optax.clip_by_global_norm(hp["clip_norm"]),
-        optax.adamw(hp["learning_rate"], b1=hp["b1"], b2=hp["b2"], eps=hp["eps"], weight_decay=hp["weight_decay"],
-                    mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)),
-    )
+    clip = optax.clip_by_global_norm(hp["clip_norm"])
+    adamw = optax.adamw(hp["learning_rate"], b1=hp["b1"], b2=hp["b2"], eps=hp["eps"], weight_decay=hp["weight_decay"],
+                        mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p))
+    if cfg is None or cfg.parametrization == "standard":
+        return optax.chain(clip, adamw)
+    return _per_parameter(clip, adamw, cfg, hp)
+
+
+def _per_parameter(clip, adamw, cfg, hp):
+    """``chain(clip, adamw)`` with per-parameter (lr, weight decay, eps) multipliers ``(a, w, k)``.
+
+    Same state as the chain (a tuple of the two states), so checkpoints and
+    :func:`init_opt_state` do not depend on the parametrization.  Adam's direction
+    ``m / (sqrt(v) + eps)`` is invariant to the gradient's scale except through eps, so
+    dividing a parameter's clipped gradient by ``k`` is Adam with epsilon ``k * eps``; the
+    update ``u = -lr (dir + wd p)`` then becomes ``a u - a lr wd (w - 1) p`` (decayed
+    parameters only), i.e. AdamW with LR ``a lr`` and weight decay ``w wd``.
+    """
+    import jax
+    import optax
+
+    from scaling.parametrization import adam_multipliers, group_of
+
+    def mults(params):
+        def one(path, x):
+            keys = tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+            return adam_multipliers(cfg, group_of(keys))
+        return jax.tree_util.tree_map_with_path(one, params)
+
+    def init(params):
+        return optax.chain(clip, adamw).init(params)
+
+    def update(grads, state, params):
+        m = mults(params)
+        is_m = lambda t: isinstance(t, tuple) and len(t) == 3 and all(isinstance(v, float) for v in t)  # noqa: E731
+        g, s_clip = clip.update(grads, state[0], params)
+        g = jax.tree.map(lambda mk, x: x if mk[2] == 1.0 else x / mk[2], m, g, is_leaf=is_m)
+        u, s_adam = adamw.update(g, state[1], params)
+
+        def scale(mk, x, p):
+            a, w, _ = mk
+            out = x if a == 1.0 else a * x
+            if w != 1.0 and p.ndim >= 2:
+                out = out - (a * (w - 1.0)) * hp["learning_rate"] * hp["weight_decay"] * p
+            return out
+
+        u = jax.tree.map(scale, m, u, params, is_leaf=is_m)
+        return u, (s_clip, s_adam)
+
+    return optax.GradientTransformation(init, update)
 
 
 def init_opt_state(params):

@@ -86,7 +86,7 @@ def make_train_step(model, grad_accum: int):
             zeros = jax.tree.map(jnp.zeros_like, params)
             (grads, loss), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)), mbs)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = make_optimizer(hp).update(grads, state["opt_state"], params)
+        updates, opt_state = make_optimizer(hp, model.cfg).update(grads, state["opt_state"], params)
         new = dict(state, step=state["step"] + 1, params=optax.apply_updates(params, updates), opt_state=opt_state)
         return new, {"loss": loss, "grad_norm": grad_norm}
 

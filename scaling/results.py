@@ -38,6 +38,7 @@ trunk, fork_step    a WSD fork's trunk run id and the trunk step it started from
                     and trunk rows (group wsd_trunk, never annealed) are excluded from fits
 predicted_loss      a Ladder rung (group ladder): the loss pre-registered in its prediction.json,
 predicted_pi_lo/hi  its prediction interval, and prediction_inside: the measured eval_loss in it
+parametrization     standard | mup | completep (the model's; ``scaling fit-hp`` groups by it)
 =================== =====================================================================
 """
 
@@ -56,7 +57,7 @@ BASE_COLUMNS = ["run_id", "state", "n_total", "n_non_embedding", "n_embedding", 
                 "flops_achieved"]
 TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "seq_len", "schedule",
                 "peak_lr", "warmup_steps", "tokens_per_s", "mfu", "wall_s", "compile_s", "git_sha",
-                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate", "trunk", "fork_step",
+                "corpus_hash", "vocab_hash", "group", "task", "entropy_rate", "trunk", "fork_step", "parametrization",
                 "predicted_loss", "predicted_pi_lo", "predicted_pi_hi", "prediction_inside"]
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
 
@@ -94,7 +95,8 @@ def summary_row(s: dict) -> dict:
                wall_s=s.get("wall_s"), compile_s=s.get("compile_s"), git_sha=s.get("git_sha"),
                corpus_hash=s.get("corpus_hash"), vocab_hash=s.get("vocab_hash"), group=s.get("group", ""),
                task=s.get("task"), entropy_rate=s.get("entropy_rate"), trunk=s.get("trunk"),
-               fork_step=s.get("fork_step"))
+               fork_step=s.get("fork_step"),
+               parametrization=(s.get("model") or {}).get("parametrization", "standard"))
     return row
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from scaling.config import Cell, ConfigError, DataConfig, MeshConfig, ModelConfig, OptimConfig
-from scaling.grids import Allocation, IsoFLOP, Ladder, NxD, Prior, Size, WSDFork  # noqa: F401  (experiments import them here)
+from scaling.grids import Allocation, HPGrid, IsoFLOP, Ladder, NxD, Prior, Size, WSDFork  # noqa: F401  (experiments import them here)
 
 DEFAULT_MFU = 0.25  # used for wall-time estimates until a sweep directory holds measured runs
 
@@ -64,7 +64,12 @@ class Recipe:
 
     ``warmup_frac``: if set, warmup is ``round(warmup_frac * steps)`` capped at
     ``optim.warmup_steps`` (long warmups bias small-model sweeps; Porian et al. 2024).
-    ``lr_rule(model_config, param_counts) -> float`` overrides ``optim.peak_lr`` per size.
+    ``lr_rule(model_config, param_counts) -> float`` overrides ``optim.peak_lr`` per size; a
+    rule with ``uses_tokens = True`` (a fitted :class:`analysis.hp.HPLaw`, e.g.
+    ``HPLaw.load("runs/hp/hp_law.json")``) is called ``lr_rule(model_config, param_counts,
+    tokens)``, so the LR can depend on the horizon too.  ``batch_rule`` (same two forms, returns
+    a batch size in sequences) sets each cell's batch; its steps are the cell's tokens over the
+    new batch (not with :class:`WSDFork`, whose forks share their trunk's steps).
     """
 
     data: DataConfig = DataConfig()
@@ -73,7 +78,8 @@ class Recipe:
     optim: OptimConfig = OptimConfig()
     vocab_size: int | None = None  # embedding rows; None: scaling.data.vocab_size(data) (set it for gs:// vocabs)
     warmup_frac: float | None = None
-    lr_rule: Callable[[ModelConfig, Any], float] | None = None
+    lr_rule: Callable[..., float] | None = None
+    batch_rule: Callable[..., int] | None = None
     flops_convention: str = "chinchilla"
     model_overrides: tuple[tuple[str, Any], ...] = ()  # e.g. (("activation", "relu"),)
     tied_embeddings: bool = True
@@ -109,7 +115,7 @@ RECIPE_CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell)
                            if f.name in {g.name for g in dataclasses.fields(Recipe)})
 
 
-Grid = Union[NxD, IsoFLOP, Allocation, WSDFork, Ladder]
+Grid = Union[NxD, IsoFLOP, Allocation, WSDFork, HPGrid, Ladder]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +158,11 @@ class Sweep:
         r.optim.validate()
         if not (callable(getattr(self.grid, "validate", None)) and callable(getattr(self.grid, "expand", None))):
             raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP, Allocation, "
-                              f"WSDFork or Ladder")
+                              f"WSDFork, HPGrid or Ladder")
         self.grid.validate()
+        if r.batch_rule is not None and isinstance(self.grid, WSDFork):
+            raise ConfigError("recipe.batch_rule: a WSDFork's forks share their trunk's batch and steps; set "
+                              "recipe.batch_size instead")
         return self
 
 
@@ -219,20 +228,42 @@ class Planner:
         if target and abs(math.log(n / target)) > math.log(1.25):
             self.warn(f"{label}: shape rounding moved N from {target:.3g} to {n:.3g} ({self.sweep.n_basis})")
 
+    def rule_lr(self, cfg: ModelConfig, counts, tokens: float) -> float:
+        """The recipe's LR rule at a model and horizon (``optim.peak_lr`` without a rule)."""
+        return _call_rule(self.recipe.lr_rule, cfg, counts, tokens, self.recipe.optim.peak_lr)
+
     def make_cell(self, cfg: ModelConfig, counts, steps: int, *, budget: float | None, group: str, label: str,
-                  peak_lr: float | None = None, optim: OptimConfig | None = None, **fields) -> Cell:
+                  peak_lr: float | None = None, optim: OptimConfig | None = None, batch_size: int | None = None,
+                  **fields) -> Cell:
         """The recipe's template cell for ``cfg`` with this cell's own LR, warmup, name, budget and group.
 
         ``optim`` given: used as it is, with the recipe's per-size LR rule applied unless
         ``peak_lr`` is given, but no warmup rule (a grid that passes it has chosen the warmup).
         ``fields``: other Cell fields the grid sets (a fork's ``trunk``, ``fork_step``...).
+        ``batch_size`` (or the recipe's ``batch_rule``): this cell's batch instead of the recipe's,
+        ``steps`` counted in recipe batches and converted (the horizon in tokens is kept).
         """
         r = self.recipe
+        tokens = steps * r.tokens_per_step
+        if batch_size is None and r.batch_rule is not None:
+            batch_size = int(round(_call_rule(r.batch_rule, cfg, counts, tokens, r.batch_size)))
+            if batch_size < 1:
+                raise ConfigError(f"recipe.batch_rule: gives batch {batch_size} for {label}; it must return >= 1")
+        if batch_size is not None and batch_size != r.batch_size:
+            steps_b = int(tokens // (batch_size * r.seq_len))
+            if steps_b < 1:
+                raise ConfigError(f"{label}: batch {batch_size} x {r.seq_len} is more than its {tokens} tokens; "
+                                  f"lower the batch size or raise the horizon")
+            if peak_lr is None and r.lr_rule is not None:  # the rule at this cell's own horizon
+                peak_lr = _call_rule(r.lr_rule, cfg, counts, steps_b * batch_size * r.seq_len, r.optim.peak_lr)
+            cell = self.make_cell(cfg, counts, steps_b, budget=budget, group=group, label=label, peak_lr=peak_lr,
+                                  optim=optim, batch_size=r.batch_size, **fields)  # the recipe's: no recursion
+            return dataclasses.replace(cell, batch_size=batch_size, tokens=steps_b * batch_size * r.seq_len)
         # execution choices (layer scan, attention kernel) and a 'default' compute dtype made
         # concrete for the backend the sweep will train on (bf16 on accelerators: another run id)
         cfg = cfg.for_backend(self.backend)
         if optim is not None:
-            lr = peak_lr if peak_lr is not None else (r.lr_rule(cfg, counts) if r.lr_rule is not None else optim.peak_lr)
+            lr = peak_lr if peak_lr is not None else _call_rule(r.lr_rule, cfg, counts, tokens, optim.peak_lr)
             optim = dataclasses.replace(optim, peak_lr=float(lr))
             return dataclasses.replace(r.template(cfg, steps), optim=optim, name=f"{self.sweep.name}-{label}",
                                        budget=budget, group=group, **fields)
@@ -240,7 +271,7 @@ class Planner:
         if peak_lr is not None:
             optim = dataclasses.replace(optim, peak_lr=float(peak_lr))
         elif r.lr_rule is not None:
-            optim = dataclasses.replace(optim, peak_lr=float(r.lr_rule(cfg, counts)))
+            optim = dataclasses.replace(optim, peak_lr=_call_rule(r.lr_rule, cfg, counts, tokens, optim.peak_lr))
         if r.warmup_frac is not None:
             optim = dataclasses.replace(optim, warmup_steps=min(optim.warmup_steps, int(round(r.warmup_frac * steps))))
         if optim.warmup_steps >= steps:
@@ -259,6 +290,16 @@ class Planner:
         self.cells.append(cell)
         self.rows.append(plan_row(cell, counts, fpt, target=target, est_rate=self.est_rate))
         return cell
+
+
+def _call_rule(rule, cfg: ModelConfig, counts, tokens: float, default: float) -> float:
+    """A recipe rule's value: ``rule(cfg, counts)``, or ``rule(cfg, counts, tokens)`` for a rule with
+    ``uses_tokens = True`` (a fitted law in N and D); ``default`` without a rule."""
+    if rule is None:
+        return float(default)
+    if getattr(rule, "uses_tokens", False):
+        return float(rule(cfg, counts, tokens))
+    return float(rule(cfg, counts))
 
 
 def _model_for(sweep: Sweep, size: Size, vocab_size: int) -> ModelConfig:

@@ -5,7 +5,7 @@ Each row is a command line of the ``scaling`` console script (run in-process thr
 words that line must contain (the field or file, and the fix), and nothing else: no
 traceback, nothing trained, nothing written into an existing run directory.  The first
 block are the cases a 97-input battery found accepted silently or answered with a traceback
-(issue 21); the rest cover every sub-command (``train count plan sweep status fit prepare``).
+(issue 21); the rest cover every sub-command (``train count plan sweep status fit fit-hp prepare``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -107,6 +108,19 @@ CASES = [
     ("predict_at_negative", ["predict", "mixed.csv", "--at=-1,1e6"], ["--at '-1,1e6'", "positive"]),
     ("predict_at_below_one_batch", ["predict", "mixed.csv", "--at", "1e5,100"], ["below one batch", "2048"]),
     ("predict_all_diverged", ["predict", "all_diverged.csv", "--at", "1e5,1e7"], ["no run whose state is done"]),
+    ("train_mup_without_base", B + ["--d-model", "32", "--parametrization", "mup", "--out", "o"],
+     ["model.parametrization='mup' needs a base shape", "--base-width"]),
+    ("train_base_width_without_mup", B + ["--d-model", "32", "--base-width", "16", "--out", "o"],
+     ["model.base_width=16", "does not use it"]),
+    ("fit_hp_one_lr_per_group", ["fit-hp", "mixed.csv"], ["'peak_lr' holds one value per", "not an LR sweep", "--lr-col"]),
+    ("fit_hp_unknown_lr_col", ["fit-hp", "hp.csv", "--lr-col", "nope"], ["column 'nope' not in table", "--lr-col"]),
+    ("fit_hp_non_positive_lr", ["fit-hp", "hp_zero_lr.csv"], ["'peak_lr'", "non-positive", "> 0"]),
+    ("fit_hp_two_lrs_per_group", ["fit-hp", "hp_two_lrs.csv"], ["no (n_total, tokens) group has 3", ">= 3"]),
+    ("fit_hp_two_parametrizations", ["fit-hp", "hp_two_params.csv"], ["'parametrization' holds mup, standard",
+                                                                        "--parametrization"]),
+    ("fit_hp_bad_at", ["fit-hp", "hp.csv", "--at", "1e5"], ["--at '1e5'", "N,D"]),
+    ("fit_hp_collinear", ["fit-hp", "hp_one_ratio.csv", "--bootstrap", "0"], ["collinear", "--law n"]),
+    ("fit_hp_no_such_table", ["fit-hp", "nofile.csv"], ["nofile.csv does not exist"]),
     ("prepare_unknown_task", ["prepare", "--task", "nope"], ["data.task='nope'"]),
     ("prepare_unknown_vocab", ["prepare", "--task", "pystdlib", "--vocab", "bogus"], ["data.vocab='bogus'"]),
 ]
@@ -175,6 +189,14 @@ def scratch(tmp_path_factory):
     df.head(0).to_csv(root / "header_only.csv", index=False)
     df.assign(eval_loss=["x"] + list(df["eval_loss"][1:])).to_csv(root / "non_numeric.csv", index=False)
     df.to_csv(root / "mixed.csv", index=False)
+    hp = pd.DataFrame([dict(n_total=n, tokens=d, peak_lr=lr, eval_loss=2 + (np.log(lr) + 5) ** 2, state="done")
+                       for n in (1e4, 4e4, 1.6e5) for d in (1e6, 4e6) for lr in (2e-3, 4e-3, 8e-3, 1.6e-2)])
+    hp.to_csv(root / "hp.csv", index=False)
+    hp.assign(peak_lr=np.where(hp.index == 2, 0.0, hp.peak_lr)).to_csv(root / "hp_zero_lr.csv", index=False)
+    hp.groupby(["n_total", "tokens"]).head(2).to_csv(root / "hp_two_lrs.csv", index=False)
+    pd.concat([hp.assign(parametrization="standard"), hp.assign(parametrization="mup")]).to_csv(
+        root / "hp_two_params.csv", index=False)
+    hp.assign(tokens=20 * hp.n_total).to_csv(root / "hp_one_ratio.csv", index=False)
     (root / "empty.csv").write_text("")
     (root / "garbage.parquet").write_text("garbage")
     return root
