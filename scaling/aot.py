@@ -286,6 +286,15 @@ def plan_for_target(cells, rows, target: Target, *, auto_fit: bool = True, only:
         results[key] = res
         return res
 
+    def hopeless(cell: Cell, res: dict, cand: Cell) -> bool:
+        """GPU only (XLA:GPU compiles an oversized program in full, libtpu refuses it in seconds): skip
+        a variant whose compiled bytes, predicted as the cell's compiled bytes scaled by the memory
+        model's ratio (:func:`estimated_bytes`), exceed the target's memory by more than 10%."""
+        if target.backend != "gpu" or res["memory_source"] != "compiled" or res["error"]:
+            return False
+        ratio = estimated_bytes(cand, target_mesh_shape(cand, target)) / estimated_bytes(cell, target_mesh_shape(cell, target))
+        return res["hbm_bytes"] * ratio > 1.1 * target.hbm_bytes
+
     for i in chosen:
         cell = cells[i]
         full = all_programs or i == largest
@@ -293,6 +302,8 @@ def plan_for_target(cells, rows, target: Target, *, auto_fit: bool = True, only:
         if not res["fits"] and auto_fit:
             for w, cand in fit_candidates(cell, target):
                 try:
+                    if hopeless(cell, res, cand):
+                        continue
                     r = measure(cand, full)
                 except ConfigError:
                     continue  # this variant does not divide the target: try the next
@@ -344,7 +355,7 @@ def shape_table(rows) -> str:
     head = ("| N (total) | layers | d_model | layout | attention | remat | grad_accum | mesh | GiB/chip | source | "
             + ("old estimate GiB | " if gpu else "") + "fits | compile s | step s | step model | MFU | MFU 6N | "
             "MFU PaLM | cells |")
-    lines = [head, "|" + "---|" * head.count(" | ")]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     count: dict = {}
     for r in rows:
         if r.get("target"):

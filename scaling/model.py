@@ -60,6 +60,10 @@ def _param(module: nn.Module, name: str, init_fn, axes: tuple, shape: tuple) -> 
     return module.param(name, nn.with_logical_partitioning(init_fn, axes), shape, jnp.float32)
 
 
+# Off only to measure what scanning cost before (benchmarks/gpu_plan.py); the values do not change.
+RECOMPUTE_UNDER_SCAN = True
+
+
 def _elementwise(fn, recompute: bool):
     """``fn``, or ``fn`` rematerialised in the backward pass when ``recompute`` (scanned layers).
 
@@ -72,7 +76,7 @@ def _elementwise(fn, recompute: bool):
     cheap chains from their input keeps only that input (a matmul output both layouts keep
     anyway); the values computed are unchanged.
     """
-    if not recompute:
+    if not (recompute and RECOMPUTE_UNDER_SCAN):
         return fn
     return jax.checkpoint(fn, prevent_cse=False, policy=jax.checkpoint_policies.nothing_saveable)
 
@@ -146,7 +150,7 @@ class Attention(nn.Module):
 
         q, k, v = _elementwise(prepare, bool(cfg.scan_layers))(q, k, v, positions)
         kernel = lambda q, k, v, seg: attend(q, k, v, seg, cfg.attention)  # noqa: E731
-        if cfg.scan_layers and cfg.attention in ("einsum", "dot_product"):
+        if cfg.scan_layers and cfg.attention in ("einsum", "dot_product") and RECOMPUTE_UNDER_SCAN:
             # XLA's attention under scan: keep the two matmul outputs (the scores), recompute the
             # mask and softmax chain from them (as _elementwise does for the other chains)
             kernel = jax.checkpoint(kernel, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable)
