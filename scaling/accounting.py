@@ -495,7 +495,14 @@ def mfus(cfg: ModelConfig, tokens_per_s: float, n_devices: int, peak: float) -> 
             "mfu_palm": mfu(tokens_per_s, palm_flops_per_token(cfg), n_devices, peak)}
 
 
-def executed_flops_per_token(cfg: ModelConfig) -> float:
+# Assumed fractions of the bf16 peak the step-time model lets GPU kernels reach (assumptions, to be
+# replaced by benchmarks/gpu_check.py's measurements): large cuBLAS/Triton bf16 GEMMs run at about
+# 70% of an H100's 989 TFLOP/s, fused attention kernels (cuDNN, FlashAttention-2/3) at about 50%.
+GPU_MATMUL_EFFICIENCY = 0.7
+GPU_ATTENTION_EFFICIENCY = 0.5
+
+
+def executed_flops_per_token(cfg: ModelConfig, *, split: bool = False):
     """FLOPs a GPU actually executes per trained token (not a convention: what the step model times).
 
     Matmuls: ``6 x`` the matmul parameters (the blocks and the readout; an embedding lookup is
@@ -503,7 +510,7 @@ def executed_flops_per_token(cfg: ModelConfig) -> float:
     full square; the cuDNN kernel skips the blocks above the causal diagonal (half) and its
     backward recomputes ``QK^T`` (5 matmuls against the forward's 2), XLA's ``dot_product``
     computes the full square with a 2x backward.  Remat recomputes what it dropped: ``dots``
-    the attention scores, ``full`` the whole forward pass.
+    the attention scores, ``full`` the whole forward pass.  ``split=True``: ``(matmuls, attention)``.
     """
     n = count_params(cfg)
     matmul_params = n.non_embedding + n.head
@@ -512,16 +519,18 @@ def executed_flops_per_token(cfg: ModelConfig) -> float:
         attn = 0.5 * attn_fwd * (1 + 2.5)
     else:
         attn = attn_fwd * 3
-    extra = {"none": 0.0, "dots": 0.5 * attn_fwd if cfg.attention == "cudnn" else attn_fwd,
-             "full": 2.0 * matmul_params + (0.5 if cfg.attention == "cudnn" else 1.0) * attn_fwd}[cfg.remat]
-    return 6.0 * matmul_params + attn + extra
+    half = 0.5 if cfg.attention == "cudnn" else 1.0
+    attn += {"none": 0.0, "dots": half, "full": half}[cfg.remat] * attn_fwd
+    mm = 6.0 * matmul_params + (2.0 * matmul_params if cfg.remat == "full" else 0.0)
+    return (mm, attn) if split else mm + attn
 
 
 def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
     """A roofline model of one train step on a GPU target: ``{step_s, t_compute, t_memory, t_comm, ...}``.
 
     XLA:GPU has no cost analysis (``compiled.cost_analysis()`` is unimplemented), so the step is
-    counted here, per GPU: **compute** = :func:`executed_flops_per_token` x the GPU's tokens at
+    counted here, per GPU: **compute** = :func:`executed_flops_per_token` x the GPU's tokens,
+    matmuls at :data:`GPU_MATMUL_EFFICIENCY` and attention at :data:`GPU_ATTENTION_EFFICIENCY` of
     the bf16 peak (``target.peak_flops``); **memory** = HBM bytes at the card's bandwidth (the
     GpuTargetConfig's ``memory_bandwidth``): AdamW's 28 bytes per local parameter (read p, g,
     m, v; write p, m, v, f32), the gathered bf16 weights read in the forward and twice in the
@@ -530,9 +539,8 @@ def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
     (FSDP: all-gather f32 parameters forward and backward + reduce-scatter gradients; data
     parallel: all-reduce gradients; tensor parallel: 4 all-reduces of ``[b, T, d]`` f32 per layer
     and micro-batch) over NVLink inside a host, or the host's network when the axis spans hosts.
-    ``step_s = max(t_compute, t_memory, t_comm)``: every resource at its peak and perfectly
-    overlapped, so it is a lower bound and the MFU it implies an upper bound (a model, not a
-    measurement: ``benchmarks/gpu_check.py`` measures the real step on a GPU).
+    ``step_s = max(t_compute, t_memory, t_comm)``: perfect overlap, so an optimistic model, not a
+    measurement (``benchmarks/gpu_check.py`` measures the real step on a GPU).
     """
     import re as _re
 
@@ -540,8 +548,9 @@ def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
     d, f, t = mesh_shape["data"], mesh_shape["fsdp"], mesh_shape["tensor"]
     chips = d * f * t
     tokens = cell.batch_size * cfg.seq_len / (d * f)  # per GPU (tensor shards work on the same tokens)
-    flops = executed_flops_per_token(cfg) * cell.batch_size * cfg.seq_len / chips
-    t_compute = flops / target.peak_flops
+    mm, attn = (x * cell.batch_size * cfg.seq_len / chips for x in executed_flops_per_token(cfg, split=True))
+    flops = mm + attn
+    t_compute = (mm / GPU_MATMUL_EFFICIENCY + attn / GPU_ATTENTION_EFFICIENCY) / target.peak_flops
     n = count_params(cfg).total
     n_local = n / (f * t)
     micro_rows = cell.batch_size / cell.grad_accum / (d * f)
