@@ -88,7 +88,7 @@ def collectives(hlo: str) -> set[str]:
 
 CASES = [  # attention, mesh, collectives that must appear, that must not
     ("cudnn", MeshConfig(data=1, fsdp=8), {"all-gather", "reduce-scatter"}, set()),
-    ("dot_product", MeshConfig(data=1, fsdp=2, tensor=4), {"all-reduce", "all-gather"}, set()),
+    ("dot_product", MeshConfig(data=1, fsdp=4, tensor=2), {"all-reduce", "all-gather"}, set()),
 ]
 
 
@@ -130,16 +130,20 @@ def test_scanned_layers_no_longer_cost_memory(h100, monkeypatch):
 
 
 def test_eight_stacked_cells_compile_for_h100(h100):
+    """Stacking 8 same-shape cells, a GPU default: the stack runs XLA attention (cuDNN's vmap rules
+    fail in jax 0.10.2, see scaling.stacked.for_stacking) and compiles for 8 x H100."""
     from scaling import sharding
-    from scaling.stacked import lower_stacked
+    from scaling.stacked import for_stacking, lower_stacked
 
     _, devices = h100
     model = dataclasses.replace(MODEL, n_layers=1).for_backend("gpu")
-    cell = Cell(model=model, tokens=16 * 128 * 10, batch_size=16, eval_batch_size=16, mesh=MeshConfig(data=8))
+    cudnn = Cell(model=model, tokens=16 * 128 * 10, batch_size=16, eval_batch_size=16, mesh=MeshConfig(data=8))
+    cell = for_stacking(cudnn)
+    assert (cudnn.model.attention, cell.model.attention, cell.run_id) == ("cudnn", "dot_product", cudnn.run_id)
     progs = lower_stacked(cell, sharding.make_mesh(cell.mesh, devices=devices), members=8, shared_batch=True)
-    assert progs.members == 8
+    assert progs.members == 8 and progs.step.memory_analysis().temp_size_in_bytes > 0
     hlo = progs.step.as_text()
-    assert "__cudnn$fmha" in hlo and progs.step.memory_analysis().temp_size_in_bytes > 0
+    assert "while" in hlo and "bf16" in hlo and "__cudnn$fmha" not in hlo
 
 
 # ---------------------------------------------------------------------------------------- plans
@@ -154,7 +158,7 @@ def shape(n, V, L):
 SWEEP = Sweep(name="tinygpu", recipe=Recipe(data=DataConfig(task="synthetic_markov"), vocab_size=256, seq_len=128,
               batch_size=16, eval_batch_size=16, optim=OptimConfig(peak_lr=3e-3, warmup_steps=2), mesh=MESH,
               model_overrides=OVERRIDES),
-              family=shape, grid=NxD(sizes=(1, 2), tokens=(16 * 128 * 20,)))
+              family=shape, grid=NxD(sizes=(1,), tokens=(16 * 128 * 20,)))
 """
 
 
@@ -171,18 +175,16 @@ def test_plan_h100_json_compiled_columns_and_auto_fit(tmp_path, capsys):
     assert main(["plan", str(exp), "--target", "h100-x8", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     rows = [r for r in doc["cells"] if r.get("target")]
-    assert len(rows) == 2 and doc["target"]["memory_source"] == ["compiled"] and doc["target"]["fits"]
+    assert len(rows) == 1 and doc["target"]["memory_source"] == ["compiled"] and doc["target"]["fits"]
     assert doc["target"]["usable_gib_per_chip"] == pytest.approx(0.75 * 84942979072 / GIB)
     for r in rows:
         assert r["memory_source"] == "compiled" and r["fits"] and 0 < r["hbm_gib_per_chip"] < 1
         assert r["step_model"] == "roofline model (GPU)" and r["step_s"] > 0 and r["est_wall_s"] > 0
         assert 0 < r["mfu_6n"] < r["mfu_palm"] <= 1 and r["attention"] == "cudnn" and r["scan_layers"]
         assert r["estimate_gib_per_chip"] > 0
-    # auto-fit: against 80% of the wider cell's bytes it must change something and then fit
-    big = max(rows, key=lambda r: r["hbm_gib_per_chip"])
-    limit = 0.8 * big["hbm_gib_per_chip"]
-    assert main(["plan", str(exp), "--target", "h100-x8", "--format", "json", "--hbm-gib", str(limit),
-                 "--only", big["run_id"].split("-")[1]]) == 0
+    # auto-fit: against 80% of the cell's bytes it must change something and then fit
+    limit = 0.8 * rows[0]["hbm_gib_per_chip"]
+    assert main(["plan", str(exp), "--target", "h100-x8", "--format", "json", "--hbm-gib", str(limit)]) == 0
     out = capsys.readouterr()
     fitted = [r for r in json.loads(out.out)["cells"] if r.get("target")]
     assert fitted and all(r["fits"] and r["fit"] and r["hbm_gib_per_chip"] <= limit for r in fitted), fitted
@@ -262,15 +264,17 @@ def test_cudnn_fallback_leaves_other_errors_alone():
 
 
 # ---------------------------------------------------------------------------------------- gpu_check
-def test_gpu_check_dry_mode_plans_the_same_cells(capsys):
+def test_gpu_check_dry_mode_plans_the_same_cells(capsys, monkeypatch):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import gpu_check
 
+    real_cells = gpu_check.small_cells
+    monkeypatch.setattr(gpu_check, "small_cells", lambda: real_cells(d_model=64))  # the same four, narrower
     assert gpu_check.main(["--dry"]) == 0
     out = capsys.readouterr().out
     for cell in gpu_check.small_cells():
         assert cell.name in out
-    assert out.count("| compiled |") == len(gpu_check.small_cells()) == 4
+    assert out.count("| compiled | True |") == len(gpu_check.small_cells()) == 4
     assert {c.model.attention for c in gpu_check.small_cells()} == {"cudnn", "dot_product", "einsum"}
     assert {c.model.scan_layers for c in gpu_check.small_cells()} == {True, False}
     for size in ("125M", "350M", "1.3B"):
