@@ -202,7 +202,8 @@ def real() -> int:
             ratio = m["peak_gib"] / p["gib"] if p["gib"] else float("nan")
             print(f"| {p['name']} | {p['gib']:.3f} | {m['peak_gib']:.3f} | {ratio:.2f} | {m['attention_used']} | "
                   f"{m['state']} |", flush=True)
-    print("\n(c) train step, seq 2048, bf16, cuDNN, scanned, 8 sequences, 1 GPU; model = roofline (scaling.accounting)\n")
+    print("\n(c) train step, seq 2048, bf16, cuDNN, scanned, 8 sequences, 1 GPU; model = scaling.accounting's "
+          "step-time model\n")
     print("| size | step s | tok/s | MFU 6N | MFU PaLM | model step s | model MFU PaLM | compile s |")
     print("|---|---|---|---|---|---|---|---|")
     for size in TIMING:
@@ -213,7 +214,8 @@ def real() -> int:
         except Exception as e:  # noqa: BLE001 - report every failure, then exit non-zero
             failures.append(size)
             print(f"| {size} | failed: {type(e).__name__}: {' '.join(str(e).split())[:200]} |", flush=True)
-    print(f"\n{time.perf_counter() - t_start:.0f} s; " + (f"FAILED: {', '.join(failures)}" if failures else "all passed"))
+    verdict = f"FAILED: {', '.join(failures)}" if failures else "all passed"
+    print(f"\n{time.perf_counter() - t_start:.0f} s; {verdict}")
     return 1 if failures else 0
 
 

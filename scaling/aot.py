@@ -181,7 +181,8 @@ def estimate_gpu(cell: Cell, target: Target) -> dict:
     only the fallback.
     """
     shape = validate_for_target(cell, target)
-    out = {"hbm_bytes": estimated_bytes(cell, shape), "compile_s": 0.0, "step_s": None, "error": None, "programs": ["estimate"],
+    out = {"hbm_bytes": estimated_bytes(cell, shape), "compile_s": 0.0, "step_s": None, "error": None,
+           "programs": ["estimate"],
            "memory_source": "estimate", "step_model": "roofline model (GPU)"}
     _gpu_columns(out, cell, target, shape)
     return out
@@ -279,10 +280,12 @@ def plan_for_target(cells, rows, target: Target, *, auto_fit: bool = True, only:
             f"d {cell.model.d_model}, remat {cell.model.remat}, grad_accum {cell.grad_accum}, "
             f"layers {'scanned' if cell.model.scan_layers else 'unrolled'}, mesh {target_mesh_shape(cell, target)}) on "
             f"{target.name} ({target.topology})")
-        res = compile_shape(cell, target, devices, programs=progs) if devices is not None else estimate_gpu(cell, target)
+        res = (compile_shape(cell, target, devices, programs=progs) if devices is not None
+               else estimate_gpu(cell, target))
         res["fits"] = res["error"] is None and res["hbm_bytes"] <= target.hbm_bytes
-        say(f"    {res['hbm_bytes'] / GIB:.2f} GiB/chip {res['memory_source']} ({'fits' if res['fits'] else 'does NOT fit'}"
-            f" in {target.hbm_bytes / GIB:.1f}), {res['compile_s']:.1f} s" + (f"; {res['error']}" if res["error"] else ""))
+        say(f"    {res['hbm_bytes'] / GIB:.2f} GiB/chip {res['memory_source']} "
+            f"({'fits' if res['fits'] else 'does NOT fit'} in {target.hbm_bytes / GIB:.1f}), {res['compile_s']:.1f} s"
+            + (f"; {res['error']}" if res["error"] else ""))
         results[key] = res
         return res
 
@@ -292,7 +295,8 @@ def plan_for_target(cells, rows, target: Target, *, auto_fit: bool = True, only:
         model's ratio (:func:`estimated_bytes`), exceed the target's memory by more than 10%."""
         if target.backend != "gpu" or res["memory_source"] != "compiled" or res["error"]:
             return False
-        ratio = estimated_bytes(cand, target_mesh_shape(cand, target)) / estimated_bytes(cell, target_mesh_shape(cell, target))
+        ratio = (estimated_bytes(cand, target_mesh_shape(cand, target))
+                 / estimated_bytes(cell, target_mesh_shape(cell, target)))
         return res["hbm_bytes"] * ratio > 1.1 * target.hbm_bytes
 
     for i in chosen:

@@ -249,7 +249,8 @@ def cudnn_fallback(cell: Cell, err: BaseException, *, run_dir=None) -> Cell:
     new = dataclasses.replace(cell, model=dataclasses.replace(cell.model, attention="dot_product"))
     why = " ".join(str(err).split())[:160]
     print(f"warning: cell {cell.run_id}: cuDNN attention failed on this GPU ({type(err).__name__}: {why}); "
-          f"continuing with attention='dot_product' (same run id; recorded in config.json)", file=sys.stderr, flush=True)
+          f"continuing with attention='dot_product' (same run id; recorded in config.json)",
+          file=sys.stderr, flush=True)
     if run_dir is not None:
         from scaling.config import cell_to_json
         from scaling.rundir import CONFIG

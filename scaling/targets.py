@@ -182,18 +182,14 @@ class Target:
 
 def gpu_aot_problem() -> str | None:
     """Why this host cannot compile for a GPU deviceless (one line naming the install), or None."""
-    try:
-        plugin = importlib.util.find_spec("jax_plugins.xla_cuda12")
-    except (ImportError, ValueError):
-        plugin = None
-    if plugin is None:
-        return f"the XLA:GPU compiler is not installed; {GPU_AOT_INSTALL}"
-    try:
-        cudnn = importlib.util.find_spec("nvidia.cudnn")
-    except (ImportError, ValueError):
-        cudnn = None
-    if cudnn is None:
-        return f"cuDNN (for cuDNN attention) is not installed; {GPU_AOT_INSTALL}"
+    for module, what in (("jax_plugins.xla_cuda12", "the XLA:GPU compiler"),
+                         ("nvidia.cudnn", "cuDNN (for cuDNN attention)")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{what} is not installed; {GPU_AOT_INSTALL}"
     return None
 
 
