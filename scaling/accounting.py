@@ -536,8 +536,9 @@ def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
     m, v; write p, m, v, f32), the gathered bf16 weights read in the forward and twice in the
     backward, and the activations written forward and read backward (Korthikanti et al. 2022:
     ``34 T b d`` bytes per layer, less with remat); **collectives** = bytes each GPU sends
-    (FSDP: all-gather f32 parameters forward and backward + reduce-scatter gradients; data
-    parallel: all-reduce gradients; tensor parallel: 4 all-reduces of ``[b, T, d]`` f32 per layer
+    (FSDP: all-gather the parameters forward and backward in the compute dtype, as XLA:GPU does after
+    moving the bf16 cast before the gather (seen in the compiled HLO), and reduce-scatter the f32
+    gradients, per micro-batch; data parallel: all-reduce f32 gradients; tensor parallel: 4 all-reduces of ``[b, T, d]`` f32 per layer
     and micro-batch) over NVLink inside a host, or the host's network when the axis spans hosts.
     ``step_s = max(t_compute, t_memory, t_comm)``: perfect overlap, so an optimistic model, not a
     measurement (``benchmarks/gpu_check.py`` measures the real step on a GPU).
@@ -566,8 +567,9 @@ def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
         return target.gen.network_bw if group * stride > per_host else target.gen.nvlink_bw
 
     comm = {}
+    gather = 2.0 if cfg.dtype == "bfloat16" else 4.0
     if f > 1:
-        comm["fsdp"] = (2 * 4.0 * n / t + 4.0 * n / t) * cell.grad_accum * (f - 1) / f / link(f, t)
+        comm["fsdp"] = (2 * gather * n / t + 4.0 * n / t) * cell.grad_accum * (f - 1) / f / link(f, t)
     if d > 1:
         comm["data"] = 2 * 4.0 * n_local * (d - 1) / d / link(d, f * t)
     if t > 1:
