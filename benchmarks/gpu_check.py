@@ -45,14 +45,14 @@ KINDS = (("h200", "h200"), ("h100", "h100"), ("a100", "a100-80gb"))  # device_ki
 TIMING = ("125M", "350M", "1.3B")
 
 
-def small_cells(d_model: int = 256):
+def small_cells(d_model: int = 256, n_layers: int = 4):
     """Four small cells: every GPU attention path (cuDNN, XLA dot_product, einsum) and both layouts.
 
-    ``d_model`` (a multiple of 64) scales them: 256 here, smaller in the test of the dry mode.
+    ``d_model`` (a multiple of 64) and ``n_layers`` scale them: smaller in the test of the dry mode.
     """
     from scaling.config import Cell, DataConfig, MeshConfig, ModelConfig
 
-    base = ModelConfig(vocab_size=512, seq_len=256, d_model=d_model, n_layers=4, n_heads=d_model // 64, kv_size=64,
+    base = ModelConfig(vocab_size=512, seq_len=256, d_model=d_model, n_layers=n_layers, n_heads=d_model // 64, kv_size=64,
                        ffw_size=4 * d_model, compute_dtype="bfloat16")
     variants = (("cudnn", True), ("cudnn", False), ("dot_product", True), ("einsum", False))
     return [Cell(model=dataclasses.replace(base, attention=a, scan_layers=s), tokens=10 * 32 * 256, batch_size=32,

@@ -269,7 +269,7 @@ def test_gpu_check_dry_mode_plans_the_same_cells(capsys, monkeypatch):
     import gpu_check
 
     real_cells = gpu_check.small_cells
-    monkeypatch.setattr(gpu_check, "small_cells", lambda: real_cells(d_model=64))  # the same four, narrower
+    monkeypatch.setattr(gpu_check, "small_cells", lambda: real_cells(d_model=64, n_layers=2))  # the same four, smaller
     assert gpu_check.main(["--dry"]) == 0
     out = capsys.readouterr().out
     for cell in gpu_check.small_cells():
