@@ -16,6 +16,7 @@ Three parts, each printing its numbers and tables (docs/planning-gpu.md quotes t
 * ``sweep``: ``scaling plan experiments/chinchilla_isoflop.py --target h100-x64`` (81 cells),
   as the CLI runs it; it checks every cell's ``memory_source`` is ``compiled`` and ``fits``, and
   prints the per-shape table, the wall time and this process's peak RSS.
+* ``model`` (not in the default): the step-time model alone for the same sweep (no compile).
 
 The machine may be shared: wall times are what this run saw (``cpu_util`` says how much of
 the cores it had).
@@ -124,16 +125,45 @@ def part_sweep() -> bool:
     return compiled == fit == len(rows) == 81
 
 
+def part_model() -> None:
+    """The step-time model alone for the sweep's shapes on h100-x64 (no compile: seconds), using the
+    grad_accum the compiled plan chose (``--accum N_TOTAL=K,...``, default the measured plan's)."""
+    from scaling import accounting, aot
+    from scaling.sweep import load_sweep, plan
+    from scaling.targets import parse_target
+
+    exp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments", "chinchilla_isoflop.py")
+    t = parse_target("h100-x64")
+    p = plan(load_sweep(exp), estimate=False, backend="gpu")
+    print(f"\n## model: the step-time model for chinchilla_isoflop on {t.name}, grad_accum as compiled")
+    print("| N (total) | grad_accum | step s | bound | MFU 6N | MFU PaLM | cells |")
+    print("|---|---|---|---|---|---|---|")
+    total, seen = 0.0, {}
+    for c, r in zip(p.cells, p.rows):
+        c = dataclasses.replace(c, grad_accum=ACCUM.get(r["n_total"], 1))
+        m = accounting.gpu_step_model(c, {"data": 1, "fsdp": 64, "tensor": 1}, t)
+        total += m["step_s"] * c.steps
+        mf = accounting.mfus(c.model, c.tokens_per_step / m["step_s"], t.chips, t.peak_flops)
+        key = (r["n_total"], c.grad_accum)
+        seen.setdefault(key, [m, mf, 0])[2] += 1
+    for (n, ga), (m, mf, k) in sorted(seen.items()):
+        print(f"| {n:,} | {ga} | {m['step_s']:.3g} | {m['bound']} | {mf['mfu_6n']:.2f} | {mf['mfu_palm']:.2f} | {k} |")
+    print(f"sweep time on {t.name}: {aot.hours(total)} (model)")
+
+
+ACCUM = {8516874240: 2, 12146404992: 2}  # the cells the compiled h100-x64 plan refitted (grad_accum 2)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="layout,h200,sweep")
+    ap.add_argument("--parts", default="layout,h200,sweep", help="comma list of layout, h200, sweep, model")
     args = ap.parse_args(argv)
     import jax
 
     jax.config.update("jax_platforms", "cpu")
     ok = True
     for part in args.parts.split(","):
-        res = {"layout": part_layout, "h200": part_h200, "sweep": part_sweep}[part]()
+        res = {"layout": part_layout, "h200": part_h200, "sweep": part_sweep, "model": part_model}[part]()
         ok = ok and res is not False
     return 0 if ok else 1
 
