@@ -15,12 +15,12 @@ Real mode, on one GPU of the machine (its kind picks the target: H100, H200 or A
     next to the deviceless-compiled figure;
 (c) **times** the train step at GPT-3 125M / 350M / 1.3B, seq 2048, bf16, cuDNN, scanned, 8
     sequences (``benchmarks/train_step.py``'s runner), printing tok/s, MFU 6N and MFU PaLM (attention
-    counted) beside the roofline model's figures;
+    counted) beside the step-time model's figures;
 (d) exits non-zero if anything failed (a cell that did not train, a measured peak above the
     card's usable memory, a timing that did not run).
 
 Dry mode runs (a) without training: the same four cells compiled deviceless (a table with
-``compiled`` GiB per GPU), and the roofline model for the three timing shapes.  Nothing here
+``compiled`` GiB per GPU), and the step-time model for the three timing shapes.  Nothing here
 has run on a GPU yet: the numbers real mode prints are still to be measured.
 """
 
@@ -118,7 +118,7 @@ def dry(target: str) -> int:
         print(f"| {cell.name} | {cell.model.attention} | {'scanned' if cell.model.scan_layers else 'unrolled'} | "
               f"{p['gib']:.3f} | {p['source']} | {p['fits']} | {p['compile_s']:.1f} |"
               + (f" error: {p['error']}" if p["error"] else ""))
-    print(f"\ntiming shapes (seq 2048, bf16, cuDNN, scanned, 8 sequences, 1 GPU), roofline model only:\n")
+    print(f"\ntiming shapes (seq 2048, bf16, cuDNN, scanned, 8 sequences, 1 GPU), step-time model only:\n")
     print("| size | step s | source | MFU 6N | MFU PaLM |")
     print("|---|---|---|---|---|")
     for size in TIMING:

@@ -120,7 +120,7 @@ def part_sweep() -> bool:
     print(f"\n{len(rows)} cells: {compiled} compiled, {fit} fit; {shapes} distinct shapes; {len(refit)} refitted "
           f"({', '.join(sorted({r['fit'] for r in refit}))}); wall {wall / 60:.1f} min (cpu_util "
           f"{cpu_util(c0, w0):.2f}); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB; "
-          f"sweep time on h100-x64 {aot.hours(aot.total_time(p.rows))} (roofline model)")
+          f"sweep time on h100-x64 {aot.hours(aot.total_time(p.rows))} (step-time model)")
     print(aot.shape_table(p.rows))
     return compiled == fit == len(rows) == 81
 

@@ -526,7 +526,7 @@ def executed_flops_per_token(cfg: ModelConfig, *, split: bool = False):
 
 
 def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
-    """A roofline model of one train step on a GPU target: ``{step_s, t_compute, t_memory, t_comm, ...}``.
+    """A roofline-style model of one train step on a GPU target: ``{step_s, t_compute, t_memory, t_comm, ...}``.
 
     XLA:GPU has no cost analysis (``compiled.cost_analysis()`` is unimplemented), so the step is
     counted here, per GPU: **compute** = :func:`executed_flops_per_token` x the GPU's tokens,

@@ -17,7 +17,7 @@ any accelerator time is spent.  Per cell it adds:
 * ``compile_s`` (its shape's compile, paid once per shape), ``step_s`` and ``step_model``: on TPU
   XLA's cost-model step time (a loop's body is counted once, so it is scaled by the micro-batch
   count and, for scanned layers, by the layer count: :func:`scan_correction`); on GPU, which has
-  no cost analysis, the roofline model :func:`scaling.accounting.gpu_step_model`.  From it
+  no cost analysis, the step-time model :func:`scaling.accounting.gpu_step_model`.  From it
   ``mfu`` (the cell's FLOP convention), ``mfu_6n`` and ``mfu_palm`` (attention FLOPs counted,
   PaLM App. B), and ``est_wall_s`` = steps x step_s;
 * ``fit``: what auto-fit changed.  A cell that does not fit is retried with variants of its
@@ -113,7 +113,7 @@ def compile_shape(cell: Cell, target: Target, devices, *, programs=("step",)) ->
     shape = validate_for_target(cell, target)
     mesh = sharding.make_mesh(MeshConfig(**{k: v for k, v in shape.items()}), devices=devices)
     out = {"hbm_bytes": 0.0, "step_s": None, "error": None, "programs": list(programs), "memory_source": "compiled",
-           "step_model": "XLA cost model" if target.backend == "tpu" else "roofline model (GPU)"}
+           "step_model": "XLA cost model" if target.backend == "tpu" else "GPU step-time model"}
     try:
         progs = lower_programs(cell, mesh)
         for name in programs:
@@ -144,7 +144,7 @@ def compile_shape(cell: Cell, target: Target, devices, *, programs=("step",)) ->
 
 
 def _gpu_columns(out: dict, cell: Cell, target: Target, shape: dict) -> None:
-    """GPU step time from the roofline model, and the cuDNN workspace the compiled bytes lack."""
+    """GPU step time from the step-time model, and the cuDNN workspace the compiled bytes lack."""
     from scaling import accounting
 
     rows = cell.batch_size / cell.grad_accum / (shape["data"] * shape["fsdp"])
@@ -183,7 +183,7 @@ def estimate_gpu(cell: Cell, target: Target) -> dict:
     shape = validate_for_target(cell, target)
     out = {"hbm_bytes": estimated_bytes(cell, shape), "compile_s": 0.0, "step_s": None, "error": None,
            "programs": ["estimate"],
-           "memory_source": "estimate", "step_model": "roofline model (GPU)"}
+           "memory_source": "estimate", "step_model": "GPU step-time model"}
     _gpu_columns(out, cell, target, shape)
     return out
 

@@ -179,7 +179,7 @@ def test_plan_h100_json_compiled_columns_and_auto_fit(tmp_path, capsys):
     assert doc["target"]["usable_gib_per_chip"] == pytest.approx(0.75 * 84942979072 / GIB)
     for r in rows:
         assert r["memory_source"] == "compiled" and r["fits"] and 0 < r["hbm_gib_per_chip"] < 1
-        assert r["step_model"] == "roofline model (GPU)" and r["step_s"] > 0 and r["est_wall_s"] > 0
+        assert r["step_model"] == "GPU step-time model" and r["step_s"] > 0 and r["est_wall_s"] > 0
         assert 0 < r["mfu_6n"] < r["mfu_palm"] <= 1 and r["attention"] == "cudnn" and r["scan_layers"]
         assert r["estimate_gib_per_chip"] > 0
     # auto-fit: against 80% of the cell's bytes it must change something and then fit

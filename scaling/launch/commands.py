@@ -86,11 +86,10 @@ def plan_sweep(sw, *, out_dir=None, settings=None, target: str | None = None, au
             raise ConfigError(f"--hbm-gib {hbm_gib}: must be a positive number of GiB per chip")
         t = dataclasses.replace(t, hbm_override=hbm_gib * 2**30)
     p = sweep_mod.plan(sw, estimate=False, settings=settings, backend=t.backend)
-    # Compile for the target's topology; this host's own backend stays CPU.  Before JAX starts a
-    # backend: with the GPU compiler installed on a host without a GPU, JAX would otherwise try
-    # (and fail) to open CUDA, and then cannot build the GPU topology either.
-    if "jax" not in sys.modules:
-        os.environ["JAX_PLATFORMS"] = "cpu"
+    # Compile for the target's topology; this process's own backend stays CPU.  Set before JAX starts
+    # a backend: with the GPU compiler installed on a host without a GPU, JAX would otherwise try (and
+    # fail) to open CUDA, and then cannot build the GPU topology either.  Only this process's JAX
+    # config, never the environment: `scaling sweep --target` starts workers that must see the devices.
     import jax
 
     jax.config.update("jax_platforms", "cpu")
