@@ -151,15 +151,20 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
     """Per model size of a WSD sweep: fit on the trunk plus one fork, predict every other run's final loss.
 
     Returns one row per predicted run: ``size`` (the model's d_model/n_layers name), ``run_id``,
-    ``tokens``, ``measured``, ``predicted``, ``rel_error``, ``fitted_on`` (run ids), ``loss``.
+    ``tokens``, ``measured`` (the run's final held-out loss from ``summary.json``; else its last
+    logged loss), ``predicted``, ``rel_error``, ``fitted_on`` (run ids), ``loss`` (the trajectory fitted).
     Sizes without a trunk use their run with the longest horizon plus one other run.
     """
     from scaling.rundir import sweep_runs
 
     by_size: dict[str, list] = {}
+    finals: dict[str, float] = {}  # measured = the run's final held-out loss when it has one
     for rd in sweep_runs(sweep_dir):
         if not rd.is_finished():
             continue
+        fin = (rd.read_summary() or {}).get("final_eval_loss")
+        if fin is not None:
+            finals[rd.name] = float(fin)
         try:
             cell, lr, steps, losses, which = run_trajectory(rd.path, loss=loss)
         except ConfigError:
@@ -180,7 +185,9 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
         law = fit_curve([(r[1], r[2], r[3]) for r in base + [pick]], lam=lam)
         fitted_on = [r[0].run_id for r in base + [pick]]
         for cell, lr, steps, losses, which in others:
-            measured = float(losses[-1]) if len(losses) and steps[-1] == cell.steps else float("nan")
+            measured = finals.get(cell.run_id)
+            if measured is None:  # no final eval: the last logged loss, if it is the run's last step
+                measured = float(losses[-1]) if len(losses) and steps[-1] == cell.steps else float("nan")
             pred = law.predict_final(lr)
             out.append({"size": key, "run_id": cell.run_id, "tokens": cell.tokens_trained, "measured": measured,
                         "predicted": pred, "rel_error": pred / measured - 1 if measured == measured else None,

@@ -8,7 +8,8 @@ Every number comes from the programs the trainer runs: :func:`scaling.programs.l
 on synthetic packed batches (2 segments per row), timing ``--steps`` steps after ``--warmup``
 (median step).  MFU uses Chinchilla FLOPs per token (``accounting.flops_per_token``) against
 the device's peak (``accounting.peak_flops``: a fresh f32 matmul probe on CPU, the vendor bf16
-figure on a GPU).  ``cpu_util`` = (user + sys CPU s) / wall s over the timed steps, so a reader
+figure on a GPU), printed next to MFU 6N and MFU PaLM (attention FLOPs counted, Chowdhery et al.
+2022 App. B; ``accounting.mfus``).  ``cpu_util`` = (user + sys CPU s) / wall s over the timed steps, so a reader
 can tell whether other processes shared the cores.
 
 CPU mode runs, for each size, the **defaults** (``scan_layers``, ``attention`` and ``remat``
@@ -159,10 +160,13 @@ def main(argv=None) -> int:
             dt = statistics.median(r.times)
             tps = B * T / dt
             fpt = accounting.flops_per_token(c.model, "chinchilla")
-            mfu = accounting.mfu(tps, fpt, mfu_device_count() if not gpu else 1, peak)
+            n_dev = mfu_device_count() if not gpu else 1
+            mfu = accounting.mfu(tps, fpt, n_dev, peak)
+            two = accounting.mfus(c.model, tps, n_dev, peak)  # 6N and PaLM (attention counted)
             counts = accounting.count_params(c.model)
-            rows.append((name, v, c.model, counts, tps, mfu, r.compile_s, util))
-            print(f"  {name} {v}: {tps:,.0f} tok/s  MFU {mfu:.3f}  step {dt * 1e3:.1f} ms  compile {r.compile_s:.1f}s  "
+            rows.append((name, v, c.model, counts, tps, mfu, two, r.compile_s, util))
+            print(f"  {name} {v}: {tps:,.0f} tok/s  MFU {mfu:.3f} (6N {two['mfu_6n']:.3f}, PaLM {two['mfu_palm']:.3f})  "
+                  f"step {dt * 1e3:.1f} ms  compile {r.compile_s:.1f}s  "
                   f"(scan {c.model.scan_layers}, attention {c.model.attention}, remat {c.model.remat})", flush=True)
         if not gpu:
             ref = statistics.median(runners["reference"][1].times)
@@ -170,11 +174,13 @@ def main(argv=None) -> int:
                   f" (<= 1: not slower); cpu_util {util:.2f}", flush=True)
 
     print()
-    print("| model | variant | d/L/H | N_total | scan / attention / remat | tok/s | MFU | compile s | cpu_util |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, v, m, counts, tps, mfu, cs, util in rows:
+    print("| model | variant | d/L/H | N_total | scan / attention / remat | tok/s | MFU | MFU 6N | MFU PaLM | compile s "
+          "| cpu_util |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, v, m, counts, tps, mfu, two, cs, util in rows:
         print(f"| {name} | {v} | {m.d_model}/{m.n_layers}/{m.n_heads} | {counts.total:,} | "
-              f"{m.scan_layers} / {m.attention} / {m.remat} | {tps:,.0f} | {mfu:.2f} | {cs:.1f} | {util:.2f} |")
+              f"{m.scan_layers} / {m.attention} / {m.remat} | {tps:,.0f} | {mfu:.2f} | {two['mfu_6n']:.2f} | "
+              f"{two['mfu_palm']:.2f} | {cs:.1f} | {util:.2f} |")
     return 0
 
 

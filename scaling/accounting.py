@@ -474,3 +474,123 @@ def peak_flops(device=None, *, dtype: str = "float32", refresh: bool = False,
     note = " (contended: CPU shared with other jobs, re-measured on later calls)" if new.get("contended") else ""
     return float(new["flops"]), (f"measured {dtype} matmul probe ({key}, n={new.get('n')}, "
                                  f"{new.get('calls')} calls){note}, cached in {path}")
+
+
+# ----------------------------------------------------------------------------------------
+# Two MFUs, and a step-time model for GPUs (XLA:GPU has no cost analysis)
+# ----------------------------------------------------------------------------------------
+
+
+def palm_flops_per_token(cfg: ModelConfig) -> float:
+    """Training FLOPs per token with attention counted, PaLM's MFU numerator (Chowdhery et al. 2022,
+    App. B): ``6 N + 12 L H Q T`` with N the ``total`` parameters, L layers, H heads, Q the head size
+    and T the sequence length (the full T x T square, no causal halving).  Next to it every report
+    shows ``6 N`` alone (:func:`flops_per_token` with ``"6N"``)."""
+    return 6.0 * count_params(cfg).total + 12.0 * cfg.n_layers * cfg.n_heads * cfg.kv_size * cfg.seq_len
+
+
+def mfus(cfg: ModelConfig, tokens_per_s: float, n_devices: int, peak: float) -> dict[str, float]:
+    """``{"mfu_6n": ..., "mfu_palm": ...}``: the two model-FLOPs utilisations every MFU report shows."""
+    return {"mfu_6n": mfu(tokens_per_s, flops_per_token(cfg, "6N"), n_devices, peak),
+            "mfu_palm": mfu(tokens_per_s, palm_flops_per_token(cfg), n_devices, peak)}
+
+
+# Assumed fractions of the bf16 peak the step-time model lets GPU kernels reach (assumptions, to be
+# replaced by benchmarks/gpu_check.py's measurements): large cuBLAS/Triton bf16 GEMMs run at about
+# 70% of an H100's 989 TFLOP/s, fused attention kernels (cuDNN, FlashAttention-2/3) at about 50%.
+GPU_MATMUL_EFFICIENCY = 0.7
+GPU_ATTENTION_EFFICIENCY = 0.5
+
+
+def executed_flops_per_token(cfg: ModelConfig, *, split: bool = False):
+    """FLOPs a GPU actually executes per trained token (not a convention: what the step model times).
+
+    Matmuls: ``6 x`` the matmul parameters (the blocks and the readout; an embedding lookup is
+    not a matmul).  Attention: ``QK^T`` and ``PV`` are ``4 T d_attn`` per token forward over the
+    full square; the cuDNN kernel skips the blocks above the causal diagonal (half) and its
+    backward recomputes ``QK^T`` (5 matmuls against the forward's 2), XLA's ``dot_product``
+    computes the full square with a 2x backward.  Remat recomputes what it dropped: ``dots``
+    the attention scores, ``full`` the whole forward pass.  ``split=True``: ``(matmuls, attention)``.
+    """
+    n = count_params(cfg)
+    matmul_params = n.non_embedding + n.head
+    attn_fwd = 4.0 * cfg.seq_len * cfg.d_attn * cfg.n_layers
+    if cfg.attention == "cudnn":
+        attn = 0.5 * attn_fwd * (1 + 2.5)
+    else:
+        attn = attn_fwd * 3
+    half = 0.5 if cfg.attention == "cudnn" else 1.0
+    attn += {"none": 0.0, "dots": half, "full": half}[cfg.remat] * attn_fwd
+    mm = 6.0 * matmul_params + (2.0 * matmul_params if cfg.remat == "full" else 0.0)
+    return (mm, attn) if split else mm + attn
+
+
+def gpu_step_model(cell, mesh_shape: Mapping[str, int], target) -> dict:
+    """A roofline-style model of one train step on a GPU target: ``{step_s, t_compute, t_memory, t_comm, ...}``.
+
+    XLA:GPU has no cost analysis (``compiled.cost_analysis()`` is unimplemented), so the step is
+    counted here, per GPU: **compute** = :func:`executed_flops_per_token` x the GPU's tokens,
+    matmuls at :data:`GPU_MATMUL_EFFICIENCY` and attention at :data:`GPU_ATTENTION_EFFICIENCY` of
+    the bf16 peak (``target.peak_flops``); **memory** = HBM bytes at the card's bandwidth (the
+    GpuTargetConfig's ``memory_bandwidth``): AdamW's 28 bytes per local parameter (read p, g,
+    m, v; write p, m, v, f32), the gathered bf16 weights read in the forward and twice in the
+    backward, and the activations written forward and read backward (Korthikanti et al. 2022:
+    ``34 T b d`` bytes per layer, less with remat); **collectives** = bytes each GPU sends
+    (FSDP: all-gather the parameters forward and backward in the compute dtype, as XLA:GPU does after
+    moving the bf16 cast before the gather (seen in the compiled HLO), and reduce-scatter the f32
+    gradients, per micro-batch; data parallel: all-reduce f32 gradients; tensor parallel: 4 all-reduces of ``[b, T, d]`` f32 per layer
+    and micro-batch) over NVLink inside a host, or the host's network when the axis spans hosts.
+    ``step_s = max(t_compute, t_memory, t_comm)``: perfect overlap, so an optimistic model, not a
+    measurement (``benchmarks/gpu_check.py`` measures the real step on a GPU).
+    """
+    import re as _re
+
+    cfg = cell.model
+    d, f, t = mesh_shape["data"], mesh_shape["fsdp"], mesh_shape["tensor"]
+    chips = d * f * t
+    tokens = cell.batch_size * cfg.seq_len / (d * f)  # per GPU (tensor shards work on the same tokens)
+    mm, attn = (x * cell.batch_size * cfg.seq_len / chips for x in executed_flops_per_token(cfg, split=True))
+    flops = mm + attn
+    t_compute = (mm / GPU_MATMUL_EFFICIENCY + attn / GPU_ATTENTION_EFFICIENCY) / target.peak_flops
+    n = count_params(cfg).total
+    n_local = n / (f * t)
+    micro_rows = cell.batch_size / cell.grad_accum / (d * f)
+    act_factor = {"none": 34.0, "dots": 24.0, "full": 2.0}[cfg.remat]
+    act_bytes = 2.0 * act_factor * cfg.seq_len * micro_rows * cfg.d_model / t * cfg.n_layers * cell.grad_accum
+    weight_bytes = 3 * 2.0 * n / t * cell.grad_accum
+    hbm = 28.0 * n_local + weight_bytes + act_bytes
+    bw = float(_re.search(r"memory_bandwidth:\s*(\d+)", target.target_config_text()).group(1))
+    t_memory = hbm / bw
+    per_host = target.gen.chips_per_host
+
+    def link(group: int, stride: int) -> float:  # an axis of `group` devices, `stride` apart in the device order
+        return target.gen.network_bw if group * stride > per_host else target.gen.nvlink_bw
+
+    comm = {}
+    gather = 2.0 if cfg.dtype == "bfloat16" else 4.0
+    if f > 1:
+        comm["fsdp"] = (2 * gather * n / t + 4.0 * n / t) * cell.grad_accum * (f - 1) / f / link(f, t)
+    if d > 1:
+        comm["data"] = 2 * 4.0 * n_local * (d - 1) / d / link(d, f * t)
+    if t > 1:
+        comm["tensor"] = (4 * cfg.n_layers * 2 * 4.0 * micro_rows * cfg.seq_len * cfg.d_model * (t - 1) / t
+                          * cell.grad_accum / link(t, 1))
+    t_comm = sum(comm.values())
+    step = max(t_compute, t_memory, t_comm)
+    bound = max((("compute", t_compute), ("memory", t_memory), ("collectives", t_comm)), key=lambda x: x[1])[0]
+    return {"step_s": step, "t_compute": t_compute, "t_memory": t_memory, "t_comm": t_comm, "bound": bound,
+            "flops_per_gpu": flops, "hbm_bytes_moved": hbm, "tokens_per_gpu": tokens}
+
+
+def cudnn_workspace_bytes(cfg: ModelConfig, rows_per_device: float, tensor: int = 1) -> float:
+    """The cuDNN attention workspace a deviceless compile cannot see (its ``u8[0]`` output).
+
+    cuDNN builds its fused-attention graph only on a real GPU, so the compiled module reports
+    the workspace as zero bytes.  cuDNN-frontend's SDPA backward asks for a float32 ``dQ``
+    accumulator and the softmax row sums, ``4 B H T (Q + 1)`` bytes for B local rows and H local
+    heads; the forward needs less.  One layer's attention runs at a time, so this is added
+    once to the compiled bytes (an estimate until ``benchmarks/gpu_check.py`` measures it).
+    """
+    if cfg.attention != "cudnn":
+        return 0.0
+    return 4.0 * rows_per_device * (cfg.n_heads / tensor) * cfg.seq_len * (cfg.kv_size + 1)

@@ -117,6 +117,14 @@ class RunInputs:
         """Distinct training tokens seen after ``tokens`` (the split's size caps it)."""
         return min(tokens, self.info.num_tokens) if self.info.num_tokens else tokens
 
+    def mfus(self, tokens_per_s: float | None) -> dict:
+        """``{"mfu_6n", "mfu_palm"}`` (:func:`scaling.accounting.mfus`; None without a throughput)."""
+        from scaling import accounting
+
+        if not tokens_per_s:
+            return {"mfu_6n": None, "mfu_palm": None}
+        return accounting.mfus(self.cell.model, tokens_per_s, self.mfu_devices, self.peak)
+
     def mfu(self, tokens_per_s: float | None) -> float | None:
         from scaling import accounting
 

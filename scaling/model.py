@@ -66,6 +66,27 @@ def _param(module: nn.Module, name: str, init_fn, axes: tuple, shape: tuple) -> 
     return module.param(name, nn.with_logical_partitioning(init_fn, axes), shape, jnp.float32)
 
 
+# Off only to measure what scanning cost before (benchmarks/gpu_plan.py); the values do not change.
+RECOMPUTE_UNDER_SCAN = True
+
+
+def _elementwise(fn, recompute: bool):
+    """``fn``, or ``fn`` rematerialised in the backward pass when ``recompute`` (scanned layers).
+
+    Why: in the unrolled layout XLA fuses an elementwise chain (RMSNorm, RoPE, tanh-GELU) into
+    the backward kernels that consume it, so its f32 intermediates never occupy memory.  Inside
+    ``nn.scan`` every value the backward pass needs must leave the forward loop body as a
+    stacked ``[layers, ...]`` residual, which XLA cannot fuse across the loop boundary: tanh-GELU
+    alone left five f32 ``[B, L, ffw]`` buffers per layer, and the scanned 124M train step took
+    2.5x the memory of the unrolled one on XLA:GPU (docs/planning-gpu.md).  Recomputing these
+    cheap chains from their input keeps only that input (a matmul output both layouts keep
+    anyway); the values computed are unchanged.
+    """
+    if not (recompute and RECOMPUTE_UNDER_SCAN):
+        return fn
+    return jax.checkpoint(fn, prevent_cse=False, policy=jax.checkpoint_policies.nothing_saveable)
+
+
 def _dot(spec: str, a: Array, b: Array, dtype) -> Array:
     """einsum with inputs cast to the compute dtype and a float32 result (f32 accumulation)."""
     return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
@@ -76,20 +97,24 @@ class Norm(nn.Module):
 
     kind: str
     eps: float = 1e-6
+    recompute: bool = False  # rematerialise in the backward pass (:func:`_elementwise`)
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         d = x.shape[-1]
-        x = x.astype(jnp.float32)
         scale = _param(self, "scale", nn.initializers.ones, ("embed",), (d,))
-        if self.kind == "rmsnorm":
-            x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
-            return x * scale
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        x = x - mean
-        x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
-        bias = _param(self, "bias", nn.initializers.zeros, ("embed",), (d,))
-        return x * scale + bias
+        bias = _param(self, "bias", nn.initializers.zeros, ("embed",), (d,)) if self.kind != "rmsnorm" else None
+        eps, kind = self.eps, self.kind
+
+        def norm(x, scale, bias):
+            x = x.astype(jnp.float32)
+            if kind == "rmsnorm":
+                return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps) * scale
+            x = x - jnp.mean(x, axis=-1, keepdims=True)
+            x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+            return x * scale + bias
+
+        return _elementwise(norm, self.recompute)(x, scale, bias)
 
 
 def rope(x: Array, positions: Array, base: float = 10000.0) -> Array:
@@ -122,10 +147,21 @@ class Attention(nn.Module):
         q = _dot("bld,dhk->blhk", x, wq, self.dtype)
         k = _dot("bld,dhk->blhk", x, wk, self.dtype)
         v = _dot("bld,dhk->blhk", x, wv, self.dtype)
-        if cfg.position == "rope":
-            q, k = rope(q, positions), rope(k, positions)
-        q = q * pz.attention_scale(cfg)  # D**-0.5 under the standard parametrization
-        o = attend(q.astype(self.dtype), k.astype(self.dtype), v.astype(self.dtype), segment_ids, cfg.attention)
+        dtype = self.dtype
+        scale = pz.attention_scale(cfg)  # D**-0.5 under the standard parametrization
+
+        def prepare(q, k, v, positions):  # RoPE, the attention scale and the kernel's input dtype
+            if cfg.position == "rope":
+                q, k = rope(q, positions), rope(k, positions)
+            return (q * scale).astype(dtype), k.astype(dtype), v.astype(dtype)
+
+        q, k, v = _elementwise(prepare, bool(cfg.scan_layers))(q, k, v, positions)
+        kernel = lambda q, k, v, seg: attend(q, k, v, seg, cfg.attention)  # noqa: E731
+        if cfg.scan_layers and cfg.attention in ("einsum", "dot_product") and RECOMPUTE_UNDER_SCAN:
+            # XLA's attention under scan: keep the two matmul outputs (the scores), recompute the
+            # mask and softmax chain from them (as _elementwise does for the other chains)
+            kernel = jax.checkpoint(kernel, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable)
+        o = kernel(q, k, v, segment_ids)
         return _dot("blhk,hkd->bld", o, wo, self.dtype)
 
 
@@ -144,11 +180,13 @@ class MLP(nn.Module):
         if cfg.activation == "swiglu":
             w0 = _param(self, "wi_0", in_init, ("embed", "mlp"), (d, f))
             w1 = _param(self, "wi_1", in_init, ("embed", "mlp"), (d, f))
-            h = jax.nn.silu(_dot("bld,df->blf", x, w0, self.dtype)) * _dot("bld,df->blf", x, w1, self.dtype)
+            h = _elementwise(lambda a, b: jax.nn.silu(a) * b, bool(cfg.scan_layers))(
+                _dot("bld,df->blf", x, w0, self.dtype), _dot("bld,df->blf", x, w1, self.dtype))
         else:
             wi = _param(self, "wi", in_init, ("embed", "mlp"), (d, f))
             h = _dot("bld,df->blf", x, wi, self.dtype)
-            h = jax.nn.gelu(h, approximate=True) if cfg.activation == "gelu" else jax.nn.relu(h)
+            act = (lambda y: jax.nn.gelu(y, approximate=True)) if cfg.activation == "gelu" else jax.nn.relu
+            h = _elementwise(act, bool(cfg.scan_layers))(h)
         wo = _param(self, "wo", out_init, ("mlp", "embed"), (f, d))
         return _dot("blf,fd->bld", h, wo, self.dtype)
 
@@ -166,10 +204,11 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x: Array, segment_ids: Array, positions: Array):
         r = pz.residual_multiplier(self.cfg)  # 1 except under completep (1 / depth ratio)
-        h = Norm(self.cfg.norm, name="pre_attn_norm")(x)
+        recompute = bool(self.cfg.scan_layers)  # see _elementwise
+        h = Norm(self.cfg.norm, recompute=recompute, name="pre_attn_norm")(x)
         a = Attention(self.cfg, self.dtype, name="attn")(h, segment_ids, positions)
         x = x + (a if r == 1.0 else r * a)
-        h = Norm(self.cfg.norm, name="pre_mlp_norm")(x)
+        h = Norm(self.cfg.norm, recompute=recompute, name="pre_mlp_norm")(x)
         m = MLP(self.cfg, self.dtype, name="mlp")(h)
         x = x + (m if r == 1.0 else r * m)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))

@@ -232,6 +232,33 @@ def for_this_backend(cell: Cell) -> Cell:
     return dataclasses.replace(cell, model=cell.model.resolve(backend_name()))
 
 
+def cudnn_fallback(cell: Cell, err: BaseException, *, run_dir=None) -> Cell:
+    """The cell to retry when its cuDNN attention failed (compiling, or in its first step); re-raises ``err`` otherwise.
+
+    cuDNN refuses some masks, shapes and dtypes only on a real GPU (a deviceless compile never
+    builds its graph), so a cell planned with ``cudnn`` may fail there.  Attention is an
+    execution choice (same values, same run id), so the run goes on with XLA's ``dot_product``
+    kernel: one warning line on stderr, and ``config.json`` records the kernel actually used
+    (rewritten when ``run_dir``, a :class:`scaling.rundir.RunDir`, already holds the cuDNN one).
+    Anything else (another error, a non-cuDNN cell) is re-raised unchanged.
+    """
+    import sys
+
+    if cell.model.attention != "cudnn" or "cudnn" not in f"{type(err).__name__} {err}".lower():
+        raise err
+    new = dataclasses.replace(cell, model=dataclasses.replace(cell.model, attention="dot_product"))
+    why = " ".join(str(err).split())[:160]
+    print(f"warning: cell {cell.run_id}: cuDNN attention failed on this GPU ({type(err).__name__}: {why}); "
+          f"continuing with attention='dot_product' (same run id; recorded in config.json)",
+          file=sys.stderr, flush=True)
+    if run_dir is not None:
+        from scaling.config import cell_to_json
+        from scaling.rundir import CONFIG
+
+        (run_dir.path / CONFIG).write_text(cell_to_json(new))
+    return new
+
+
 class ProgramCache:
     """The last ``max_size`` builds by key, least recently used dropped first.
 

@@ -414,7 +414,7 @@ class Recorder:
             "group": cell.group, "budget": cell.budget, "flops_convention": cell.flops_convention,
             "final_eval_loss": self.last["eval_loss"], "final_eval_bpb": self.last["eval_bpb"],
             "final_train_loss": finite_or_none(self.last["loss"]),
-            "tokens_per_s": tokens_per_s, "mfu": inputs.mfu(tokens_per_s),
+            "tokens_per_s": tokens_per_s, "mfu": inputs.mfu(tokens_per_s), **inputs.mfus(tokens_per_s),
             "peak_flops": inputs.peak, "peak_flops_source": inputs.peak_source, "n_devices": inputs.n_devices,
             "wall_s": time.perf_counter() - self.t_entry, "compile_s": timer.t["compile"], "timing": dict(timer.t),
             "git_sha": git_sha(), "versions": library_versions(),

@@ -159,6 +159,22 @@ def _member_axis(sh):
     return NamedSharding(sh.mesh, P(None, *sh.spec))
 
 
+def for_stacking(cell: Cell) -> Cell:
+    """``cell`` with the attention kernel a stack can run: XLA's ``dot_product`` instead of cuDNN.
+
+    jax 0.10.2's cuDNN attention cannot be vmapped over members here: its batching rule reshapes
+    our head-broadcast segment mask ``[B, 1, L, L]`` as if it had every head (``TypeError: cannot
+    reshape array of shape (8, 16, 1, 128, 128) ... into shape (128, 2, 128, 128)``), and with a
+    shared batch its sharding rule refuses a mask sharded unlike the query ("Query and bias should
+    have same sharding on batch and num_head dim"); both found by deviceless compiles for H100
+    (tests/test_gpu_aot.py).  Attention is an execution choice (same values, same run id), so
+    each member's config.json records ``dot_product``.
+    """
+    if cell.model.attention != "cudnn":
+        return cell
+    return dataclasses.replace(cell, model=dataclasses.replace(cell.model, attention="dot_product"))
+
+
 def lower_stacked(cell: Cell, mesh, members: int, shared_batch: bool) -> StackedPrograms:
     """Lower and compile the K-member programs of ``cell``'s shape on ``mesh`` (see the module docstring)."""
     import flax.linen as nn
@@ -258,7 +274,7 @@ def train_stacked(cells: Sequence[Cell], run_dirs: Sequence, *, stop_after_step:
                           "(multi-host sweeps train one cell at a time)")
     from scaling.programs import for_this_backend
 
-    cells = [for_this_backend(c) for c in cells]  # concrete layout/attention (same run ids)
+    cells = [for_stacking(for_this_backend(c)) for c in cells]  # concrete layout/attention (same run ids)
     timer = Timer()  # phase seconds accrue once for the stack; each member gets its share at the end
     recorders: list[Recorder] = []
     for i in todo:

@@ -86,7 +86,7 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
     from scaling.checkpoint import install_sigterm_handler
     from scaling.inputs import RunInputs
     from scaling.optim import hyperparams
-    from scaling.programs import compiled_programs, for_this_backend
+    from scaling.programs import compiled_programs, cudnn_fallback, for_this_backend
     from scaling.recorder import Recorder, Throughput
 
     cell = for_this_backend(cell)  # concrete layout/attention, recorded in config.json (same run id)
@@ -94,15 +94,23 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
     rec = Recorder(cell, rd, inputs, stop_after_step=stop_after_step, t_entry=t_entry)
     timer = rec.timer
     with timer("compile"):
-        progs, (init_fn, step_fn, eval_fn) = compiled_programs(cell, inputs.mesh)
+        try:
+            progs, (init_fn, step_fn, eval_fn) = compiled_programs(cell, inputs.mesh)
+        except Exception as e:  # noqa: BLE001 - only a cuDNN failure of a cuDNN cell is retried (else re-raised)
+            cell = rec.cell = cudnn_fallback(cell, e)
+            progs, (init_fn, step_fn, eval_fn) = compiled_programs(cell, inputs.mesh)
     rec.open()
 
-    state, start, meta = rec.restore(progs.abstract_state)
-    if state is None and cell.trunk:  # a WSD fork's first start: continue from its trunk's fork step
-        state, start, meta = rec.restore_fork(progs.abstract_state)
-    if state is None:
-        with timer("compile"):  # the init program's first (and only) call
-            state = init_fn(jax.random.PRNGKey(cell.seed))
+    def initial_state():
+        state, start, meta = rec.restore(progs.abstract_state)
+        if state is None and cell.trunk:  # a WSD fork's first start: continue from its trunk's fork step
+            state, start, meta = rec.restore_fork(progs.abstract_state)
+        if state is None:
+            with timer("compile"):  # the init program's first (and only) call
+                state = init_fn(jax.random.PRNGKey(cell.seed))
+        return state, start, meta
+
+    state, start, meta = initial_state()
     rec.resume(start, meta)
     with timer("data"):
         eval_data = inputs.eval_batches(progs.batch_sharding)
@@ -126,8 +134,17 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
                 hp_np = hyperparams(cell.optim, cell.steps, step)
                 hp = jax.make_array_from_process_local_data(progs.replicated, hp_np)
             with timer("train"):
-                state, out = step_fn(state, batch, hp)
-                loss, grad_norm = float(out["loss"]), float(out["grad_norm"])  # waits for the step
+                try:
+                    state, out = step_fn(state, batch, hp)
+                    loss, grad_norm = float(out["loss"]), float(out["grad_norm"])  # waits for the step
+                except Exception as e:  # noqa: BLE001 - the first step of a cuDNN cell falls back once (else re-raised)
+                    if step != start + 1:
+                        raise
+                    cell = rec.cell = cudnn_fallback(cell, e, run_dir=rd)
+                    progs, (init_fn, step_fn, eval_fn) = compiled_programs(cell, inputs.mesh)
+                    state, _, _ = initial_state()  # the failed step may have consumed its donated state
+                    state, out = step_fn(state, batch, hp)
+                    loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
             tput.add(time.perf_counter() - t_step)
             diverged, logged = rec.after_step(step, float(hp_np[0]), loss, grad_norm, evaluate, tput.window())
             if logged:

@@ -159,7 +159,12 @@ def _summary_keys() -> list[str]:
     fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_summary")
     ret = next(n for n in ast.walk(fn) if isinstance(n, ast.Return))
     assert isinstance(ret.value, ast.Dict)
-    return [k.value for k in ret.value.keys]
+    keys = [k.value for k in ret.value.keys if k is not None]
+    if any(k is None for k in ret.value.keys):  # `**inputs.mfus(...)`: the two MFUs
+        from scaling.inputs import RunInputs
+
+        keys += list(RunInputs.mfus(None, None))
+    return keys
 
 
 def test_schemas_page_names_every_summary_field_plan_column_and_fit_section():

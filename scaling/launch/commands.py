@@ -94,10 +94,13 @@ def plan_sweep(sw, *, out_dir=None, settings=None, target: str | None = None, au
             raise ConfigError(f"--hbm-gib {hbm_gib}: must be a positive number of GiB per chip")
         t = dataclasses.replace(t, hbm_override=hbm_gib * 2**30)
     p = sweep_mod.plan(sw, estimate=False, settings=settings, backend=t.backend)
-    if t.backend == "tpu":
-        import jax
+    # Compile for the target's topology; this process's own backend stays CPU.  Set before JAX starts
+    # a backend: with the GPU compiler installed on a host without a GPU, JAX would otherwise try (and
+    # fail) to open CUDA, and then cannot build the GPU topology either.  Only this process's JAX
+    # config, never the environment: `scaling sweep --target` starts workers that must see the devices.
+    import jax
 
-        jax.config.update("jax_platforms", "cpu")  # compile for the topology; this host's own backend stays CPU
+    jax.config.update("jax_platforms", "cpu")
     say = None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.time()
     cells, rows, _ = aot.plan_for_target(p.cells, p.rows, t, auto_fit=auto_fit, only=only,
@@ -127,7 +130,12 @@ def cmd_plan(args) -> int:
         if target:
             from scaling import aot
 
-            doc["target"] = {"name": target, "fits": not bad, "est_wall_s": aot.total_time(rows)}
+            on = [r for r in rows if r.get("target")]
+            doc["target"] = {"name": target, "fits": not bad, "est_wall_s": aot.total_time(rows),
+                             "memory_source": sorted({r["memory_source"] for r in on}),
+                             "step_model": sorted({r["step_model"] for r in on}),
+                             "usable_gib_per_chip": on[0]["usable_gib_per_chip"] if on else None,
+                             "reserve_gib_per_chip": on[0]["reserve_gib_per_chip"] if on else None}
         print(json.dumps(doc, indent=1, default=str))
     elif args.format == "csv":
         buf = io.StringIO()
@@ -155,9 +163,10 @@ def cmd_plan(args) -> int:
 
             print(f"\non {target}:\n" + aot.shape_table(rows))
             n = sum(1 for r in rows if r.get("target"))
-            print(f"{n - len(bad)}/{n} cells fit; estimated accelerator time of the sweep "
-                  f"{aot.hours(aot.total_time(rows))} (XLA cost model" + (", estimate)" if rows and rows[0].get("estimate")
-                                                                         else ")"))
+            on = [r for r in rows if r.get("target")]
+            sources = "/".join(sorted({r["memory_source"] for r in on}))
+            print(f"{n - len(bad)}/{n} cells fit (memory {sources}); estimated accelerator time of the sweep "
+                  f"{aot.hours(aot.total_time(rows))} ({'/'.join(sorted({r['step_model'] for r in on}))})")
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if target and bad and getattr(args, "require_fit", False):
@@ -401,8 +410,8 @@ def cmd_sweep(args) -> int:
 
 
 def _target_flags(p) -> None:
-    p.add_argument("--target", help="plan for an accelerator: v4-N, v5p-N, v5litepod-N, v6e-N (AOT-compiled here), "
-                                    "a100-80gb-xN, h100-xN, h200-xN (estimated)")
+    p.add_argument("--target", help="plan for an accelerator, AOT-compiled on this host: v4-N, v5p-N, v5litepod-N, "
+                                    "v6e-N (libtpu) or a100-80gb-xN, h100-xN, h200-xN (XLA:GPU deviceless)")
     p.add_argument("--no-auto-fit", action="store_true", help="report cells that do not fit instead of refitting them")
     p.add_argument("--only", metavar="REGEX", help="compile only cells whose run id matches")
     p.add_argument("--hbm-gib", type=float, help="plan against this much HBM per chip instead of the chip's (headroom)")
