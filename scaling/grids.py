@@ -252,6 +252,19 @@ def _check_bracket(pl: "Planner", C: float, centre: float, kept_n: list[float]) 
             pl.warn(f"budget {C:.3g}: grid off-centre: predicted optimum {centre:.3g} vs grid middle {mid:.3g}")
 
 
+def _add_at_budget(pl: "Planner", target: float, C: float, *, field: str, group: str, label: str):
+    """Plan the cell of size ``target`` that spends budget ``C`` (in the recipe's FLOP convention);
+    ``(cell or None for a duplicate, its parameter counts)``."""
+    cfg, counts, fpt = pl.model(target)
+    tpb = pl.tokens_per_step
+    steps = int(round(C / fpt[pl.recipe.flops_convention] / tpb))
+    if steps < 1:
+        raise ConfigError(f"{field}: budget {C:.3g} gives the {group} size {target:.3g} fewer tokens than one batch "
+                          f"({tpb}); raise the budget or lower the batch")
+    pl.check_moved(target, counts, f"budget {C:.3g} {group}")
+    return pl.add(cfg, counts, fpt, steps, budget=C, group=group, label=label, target=target), counts
+
+
 @dataclasses.dataclass(frozen=True)
 class Allocation:
     """Chinchilla vs Kaplan at equal compute: per budget, two cells.
@@ -273,20 +286,13 @@ class Allocation:
             raise ConfigError(f"grid.anchor={self.anchor}: must be a positive FLOP budget")
 
     def expand(self, pl: "Planner") -> None:
-        conv, tpb = pl.recipe.flops_convention, pl.tokens_per_step
         anchor = self.anchor if self.anchor is not None else min(self.budgets) / self.anchor_factor
         n_anchor = self.prior.n_opt(anchor)
         for C in self.budgets:
             for group, target in (("chinchilla_rule", self.prior.n_opt(C)),
                                   ("kaplan_rule", n_anchor * (C / anchor) ** self.kaplan_exponent)):
-                cfg, counts, fpt = pl.model(target)
-                steps = int(round(C / fpt[conv] / tpb))
-                if steps < 1:
-                    raise ConfigError(f"grid.budgets: budget {C:.3g} gives the {group} size {target:.3g} fewer "
-                                      f"tokens than one batch ({tpb}); raise the budget or lower the batch")
-                pl.check_moved(target, counts, f"budget {C:.3g} {group}")
-                pl.add(cfg, counts, fpt, steps, budget=C, group=group, label=f"C{_fmt_num(C)}-{group.split('_')[0]}",
-                       target=target)
+                _add_at_budget(pl, target, C, field="grid.budgets", group=group,
+                               label=f"C{_fmt_num(C)}-{group.split('_')[0]}")
 
 
 
@@ -331,20 +337,12 @@ class Ladder:
         cols = dict(loss_col=self.loss_col, n_col=n_col, d_col=self.d_col, budget_col=self.budget_col)
         fit3 = ap.fit_approach3(df, **cols, law=self.law)
         largest = float(df[self.budget_col].max()) if self.budget_col in df else float(fit3.c_ref)
-        conv, tpb = pl.recipe.flops_convention, pl.tokens_per_step
         for C in self.target_c:
             if C <= largest:
                 raise ConfigError(f"grid.target_c: {C:.3g} is not above the fit's largest budget {largest:.3g}; a "
                                   f"ladder rung predicts beyond its data: raise target_c (e.g. {10 * largest:.3g})")
-            target = float(fit3.n_opt(C))
-            cfg, counts, fpt = pl.model(target)
-            steps = int(round(C / fpt[conv] / tpb))
-            if steps < 1:
-                raise ConfigError(f"grid.target_c: {C:.3g} gives the size {target:.3g} fewer tokens than one batch "
-                                  f"({tpb}); raise the budget")
-            pl.check_moved(target, counts, f"ladder {C:.3g}")
-            cell = pl.add(cfg, counts, fpt, steps, budget=C, group="ladder", label=f"C{_fmt_num(C)}-ladder",
-                          target=target)
+            cell, counts = _add_at_budget(pl, float(fit3.n_opt(C)), C, field="grid.target_c", group="ladder",
+                                          label=f"C{_fmt_num(C)}-ladder")
             if cell is None:
                 continue
             N, D = float(pl.n_of(counts)), float(cell.tokens_trained)

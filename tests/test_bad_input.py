@@ -127,6 +127,9 @@ CASES = [
     ("fit_hp_bad_at", ["fit-hp", "hp.csv", "--at", "1e5"], ["--at '1e5'", "N,D"]),
     ("fit_hp_collinear", ["fit-hp", "hp_one_ratio.csv", "--bootstrap", "0"], ["collinear", "--law n"]),
     ("fit_hp_no_such_table", ["fit-hp", "nofile.csv"], ["nofile.csv does not exist"]),
+    ("fit_curves_no_such_dir", ["fit-curves", "nodir"], ["SWEEP_DIR nodir", "not a directory"]),
+    ("fit_curves_no_trajectories", ["fit-curves", "plain_dir"], ["no finished run directory with a trajectory",
+                                                                  "metrics.jsonl"]),
     ("prepare_unknown_task", ["prepare", "--task", "nope"], ["data.task='nope'"]),
     ("prepare_unknown_vocab", ["prepare", "--task", "pystdlib", "--vocab", "bogus"], ["data.vocab='bogus'"]),
 ]
