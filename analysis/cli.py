@@ -4,7 +4,9 @@
                 [--n-col C] [--d-col C] [--c-col C] [--u-col C] [--flops-per-token-col C]
                 [--convention 6N|8N|K] [--loss-col C] [--budget-col C] [--near-optimum FRAC]
                 [--bootstrap K] [--target-c C] [--compare TABLE_B] [--labels A,B]
-                [--format text|json] [--plots DIR]
+                [--format text|json] [--plots DIR] [--out DIR]
+                [--task NAME ... [--task-metric acc|acc_norm] [--task-method two_step|gadre] [--chance P]
+                 [--at N,D ...] [--at-c C ...]]
 
 TABLE_OR_SWEEP_DIR is a .csv/.parquet file or a sweep directory holding results.parquet
 (or results.csv).  Defaults match our results table (n_total, tokens, eval_loss, budget).
@@ -15,7 +17,11 @@ Any two of N, D, C are enough: with only ``--c-col`` tokens are D = C / (6 N); w
 ``approach1``: a, b), with intervals under ``ci`` inside each (``--bootstrap K``, default
 200; 0 turns them off) and ``prediction`` (residual-bootstrap intervals at the largest
 budget and ``--target-c``).  ``--compare B`` adds the compute-equivalent gain of table B's
-recipe over this one.  No JAX.
+recipe over this one.  ``--out DIR`` writes ``fits.json``, ``fits.md`` and the figures there.
+``--task NAME`` (repeatable) adds ``tasks``: the task's accuracy law from the table's
+``task/NAME/*`` columns, chained to predictions at each budget, ``--at N,D`` and ``--at-c C``,
+with bootstrap intervals through every step and a backtest on the largest budget
+(:mod:`analysis.tasks`).  No JAX.
 
 ``scaling fit-hp TABLE_OR_SWEEP_DIR`` fits hyperparameter laws (:mod:`analysis.hp`): the best
 LR per (N, D[, B]) group with a bootstrap interval, then ``LR* = c N^a D^b`` (``--law``) with
@@ -63,7 +69,24 @@ def add_commands(subparsers) -> None:
     p.add_argument("--labels", default="A,B", help="names of the two recipes for --compare")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--plots", default=None, metavar="DIR")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write the figures here")
+    p.add_argument("--out", default=None, metavar="DIR", help="write fits.json, fits.md and the figures here "
+                   "(the report a sweep writes)")
+    g = p.add_argument_group("downstream tasks (analysis.tasks; the table's task/NAME/acc, acc_norm, bpb columns)")
+    g.add_argument("--task", action="append", default=[], metavar="NAME",
+                   help="fit this task's accuracy law (repeatable): task loss law + sigmoid, chained predictions "
+                        "with bootstrap intervals through both steps, and a backtest on the largest budget")
+    g.add_argument("--task-metric", choices=("acc", "acc_norm"), default="acc",
+                   help="accuracy column: acc, or acc_norm (choices scored per byte)")
+    g.add_argument("--task-method", choices=("two_step", "gadre"), default="two_step",
+                   help="two_step: task loss(N, D) then a sigmoid of it (OLMo ladder); gadre: error as "
+                        "epsilon - k exp(-gamma L) of the LM loss (Gadre et al. 2024)")
+    g.add_argument("--chance", type=float, default=None, metavar="P",
+                   help="chance accuracy 1/n_choices, the sigmoid's floor (default 0.25: 4 choices)")
+    g.add_argument("--at", action="append", default=[], metavar="N,D",
+                   help="with --task: predict the accuracy of a model of N parameters trained on D tokens (repeatable)")
+    g.add_argument("--at-c", action="append", default=[], type=float, metavar="C",
+                   help="with --task: predict the accuracy at the compute-optimal point of C FLOPs (repeatable)")
     p.set_defaults(func=run_fit)
     add_fit_hp(subparsers)
     add_predict(subparsers)
@@ -246,16 +269,43 @@ def _near(df, args, cols, warns):
     return near_optimum(df, budget_col=key, loss_col=cols["loss_col"], within=args.near_optimum, warnings=warns)
 
 
+def _task_args(args) -> list:
+    """Checks of the --task options that need no table: (N, D) points of --at."""
+    from analysis.errors import ConfigError
+
+    if (args.at or args.at_c) and not args.task:
+        raise ConfigError("--at/--at-c: predict a task's accuracy with --task NAME (for the loss at N, D use "
+                          "`scaling predict`)")
+    for c in args.at_c:
+        if not (math.isfinite(c) and c > 0):
+            raise ConfigError(f"--at-c {c:g}: must be a positive number of FLOPs, e.g. 1e18")
+    if args.chance is not None and not 0 < args.chance < 1:
+        raise ConfigError(f"--chance {args.chance:g}: the chance accuracy 1/n_choices must be in (0, 1), e.g. 0.25")
+    if len(set(args.task)) != len(args.task):
+        raise ConfigError(f"--task: {', '.join(sorted({t for t in args.task if args.task.count(t) > 1}))} given twice")
+    if not args.at:
+        return []
+    from analysis.prediction import parse_points
+
+    return parse_points(args.at)
+
+
 def run_fit(args) -> int:
     from analysis.data import load_table
-    from analysis.report import compare_section, fit_all, make_plots, to_markdown
+    from analysis.report import compare_section, fit_all, make_plots, task_section, to_markdown
 
     try:
+        at = _task_args(args)
         df = load_table(args.table)
         notes: list[str] = []  # runs excluded for their state are fit_all's to list (excluded_runs)
         law = resolve_law(args.law)
         cols = _columns(args, df)
         df = _near(df, args, cols, notes)
+        if args.task:  # every task's columns and runs are checked before anything is fitted
+            from analysis import tasks
+
+            for name in args.task:
+                tasks.task_frame(df, name, metric=args.task_metric, method=args.task_method, law=law, **cols)
         approaches = (1, 2, 3) if args.approach == "all" else (int(args.approach),)
         extra = {"u_col": args.u_col} if args.u_col else {}
         summary, objs = fit_all(df, **cols, approaches=approaches, bootstrap=args.bootstrap, seed=args.seed,
@@ -274,12 +324,29 @@ def run_fit(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.plots:
-        summary["plots"] = make_plots(objs, args.plots) + summary.pop("plots_compare", [])
+    plots_dir = args.plots or args.out
+    if plots_dir:
+        summary["plots"] = make_plots(objs, plots_dir) + summary.pop("plots_compare", [])
+    if args.task:
+        summary["tasks"] = task_section(df, args.task, plots_dir, metric=args.task_metric, method=args.task_method,
+                                        chance=args.chance, K=args.bootstrap, seed=args.seed, starts=args.starts,
+                                        law=law, at=at, at_c=args.at_c, **cols)
+        for t in summary["tasks"].values():
+            summary.setdefault("plots", []).extend(t.get("plots", []))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fits.json").write_text(json.dumps(summary, indent=2))
+        (out / "fits.md").write_text(to_markdown(summary))
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
         print(to_markdown(summary), end="")
+    bad = [t for t, d in summary.get("tasks", {}).items() if "error" in d]
+    if args.task and len(bad) == len(args.task):
+        print(f"error: {args.table}: no task could be fitted ({'; '.join(f'{t}: ' + summary['tasks'][t]['error'] for t in bad)})",
+              file=sys.stderr)
+        return 2
     failed = [k for k in ("approach1", "approach2", "approach3") if "error" in summary.get(k, {})]
     if failed and len(failed) == len(approaches):  # nothing was fitted: say why on one line, like a ConfigError
         why = "; ".join(f"{k}: {summary[k]['error']}" for k in failed)

@@ -251,7 +251,9 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
                  d_col: str | None = None, budget_col: str | None = None, c_col: str | None = None,
                  bootstrap: int = 200, seed: int = 0, starts="full", approaches=(1, 2, 3),
                  group_col: str = "group", law="chinchilla", target_c: float | None = None,
-                 compare_to: pd.DataFrame | None = None, compare_labels=("A", "B"), **columns) -> dict:
+                 compare_to: pd.DataFrame | None = None, compare_labels=("A", "B"), tasks="auto",
+                 task_metric: str = "acc", task_method: str = "two_step", chance: float | None = None,
+                 **columns) -> dict:
     """Fit everything, write ``fits.json``, ``fits.md`` and PNG/SVG plots into ``out_dir``.
 
     Robust by design for the end of a sweep: bad columns or values still raise
@@ -265,7 +267,10 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
     of that table's recipe over this one (:func:`analysis.recipes.compare`, with figure).
     ``approaches=()`` skips the law fits, e.g. for a sweep that only compares allocations.
     A table of WSD forks (group ``wsd_fork``) also gets ``wsd_forks.png``: loss vs tokens per
-    size, one marker per fork, with the fitted law's curves.
+    size, one marker per fork, with the fitted law's curves.  A table with downstream-task columns
+    (``task/<name>/acc``, ...) gets ``tasks`` (:func:`task_section`: each task's accuracy law,
+    chained predictions, backtest and figures); ``tasks``: ``"auto"`` (every task in the table),
+    a list of names, or ``()`` for none.
     """
     from analysis import allocation
 
@@ -297,6 +302,17 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
 
         summary["plots"] += draw("wsd_forks", out_dir, plots.wsd_forks, df, n_col=n_col, d_col=d_col,
                                  loss_col=loss_col, group_col=group_col, law=objs.get(3))
+    if tasks == "auto":
+        from analysis.tasks import task_names
+
+        tasks = task_names(df)
+    if tasks and approaches:
+        summary["tasks"] = task_section(df, list(tasks), out_dir, loss_col=loss_col, metric=task_metric,
+                                        method=task_method, chance=chance, K=bootstrap, seed=seed, starts=starts,
+                                        law=law, n_col=n_col, d_col=d_col, c_col=c_col, budget_col=budget_col,
+                                        group_col=group_col, **columns)
+        for t in summary["tasks"].values():
+            summary["plots"] += t.get("plots", [])
     if compare_to is not None:
         summary.update(compare_section(df, compare_to, out_dir, labels=compare_labels, law=law,
                                        K=bootstrap or 200, seed=seed, n_col=n_col, d_col=d_col,
@@ -305,6 +321,49 @@ def write_report(df: pd.DataFrame, out_dir, *, loss_col: str, n_col: str | None 
     (out_dir / "fits.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "fits.md").write_text(to_markdown(summary))
     return summary
+
+
+def task_section(df: pd.DataFrame, names, out_dir=None, *, loss_col: str, metric: str = "acc",
+                 method: str = "two_step", chance: float | None = None, K: int = 200, seed: int = 0,
+                 starts="full", law="chinchilla", at=(), at_c=(), backtest: bool = True, **cols) -> dict:
+    """The ``tasks`` section of a report: per task name, :func:`analysis.tasks.fit_task`'s law
+    (``as_dict``), ``at_budgets`` (the chained accuracy at each budget's compute-optimal point
+    with ``ci``/``pi``, beside that budget's best measured accuracy), ``predictions`` at ``at``
+    ((N, D) pairs), ``at_C`` at the budgets ``at_c``, ``backtest`` (:func:`analysis.tasks.backtest`)
+    and, with ``out_dir``, the figures ``task_<name>_acc_vs_compute`` and ``task_<name>_acc_vs_loss``
+    (their files under ``plots``).  A task that cannot be fitted gets ``{"error": ...}``; the
+    others are kept."""
+    from analysis import task_plots, tasks
+
+    chance = tasks.CHANCE if chance is None else chance
+    kw = dict(metric=metric, method=method, chance=chance, loss_col=loss_col, law=law, starts=starts, K=K,
+              seed=seed, **cols)
+    out: dict = {}
+    for name in names:
+        try:
+            fit = tasks.fit_task(df, name, **kw)
+        except ValueError as e:
+            out[name] = {"error": str(e)}
+            continue
+        d = fit.as_dict()
+        best = fit.frame.groupby("budget")["acc"].max()
+        d["at_budgets"] = [{**fit.predict_c(b), "best_acc": float(best[b])} for b in best.index]
+        d["predictions"] = [fit.predict(n, dd) for n, dd in at]
+        d["at_C"] = [fit.predict_c(c) for c in at_c]
+        bt = None
+        if backtest:
+            try:
+                bt = tasks.backtest(df, name, **kw)
+                d["backtest"] = bt
+            except ValueError as e:
+                d["backtest"] = {"error": str(e)}
+        if out_dir is not None:
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            d["plots"] = (draw(f"task_{safe}_acc_vs_compute", out_dir, task_plots.accuracy_vs_compute, fit,
+                               at_c=tuple(at_c), backtest=bt)
+                          + draw(f"task_{safe}_acc_vs_loss", out_dir, task_plots.accuracy_vs_loss, fit))
+        out[name] = d
+    return _clean(out)
 
 
 def compare_section(df_a, df_b, out_dir=None, *, labels, law, K, seed, **cols) -> dict:

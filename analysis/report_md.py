@@ -192,6 +192,63 @@ def _backtest(summary) -> list[str]:
     return out + _table(("approach", "N_opt predicted", "N_opt measured (parabola)", "error"), rows)
 
 
+def _pts(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _tasks(summary) -> list[str]:
+    """Per task: the accuracy law, the chained prediction per budget and at the targets, the backtest."""
+    ts = summary.get("tasks")
+    if not ts:
+        return []
+    L = ["", "## Downstream tasks", ""]
+    for name, d in ts.items():
+        if "error" in d:
+            L += [f"### {name}", "", f"error: {d['error']}", ""]
+            continue
+        c = d["curve"]
+        two = d["method"] == "two_step"
+        L += [f"### {name} ({d['metric']}, {'two-step: task loss law + sigmoid' if two else 'Gadre: error vs LM loss'})",
+              "", f"{d['n_runs']} runs at {d['n_budgets']} budget(s); chance {d['chance']:g}."]
+        if two and d.get("task_law"):
+            t = d["task_law"]
+            L.append(f"Task loss (nats/byte of the correct choice): {t['formula']} with E = {t['E']:.4g}, A = {t['A']:.4g}, "
+                     f"B = {t['B']:.4g}, alpha = {t['alpha']:.4g}, beta = {t['beta']:.4g}." if "E" in t else
+                     f"Task loss law {t['law']}: " + ", ".join(f"{k} = {v:.4g}" for k, v in t.items()
+                                                             if isinstance(v, float) and k != "objective") + ".")
+        params = ", ".join(f"{k} = {c[k]:.4g}" for k in (("a", "b", "k", "L0") if two else ("epsilon", "k", "gamma")))
+        L.append(f"Accuracy curve: {c['formula']} with {params}.")
+        bs = d["bootstrap"]
+        pct = int(round(100 * bs["level"]))
+        L += ["", f"Brackets: {pct}% intervals, bootstrap over runs within budgets (K={bs['K']}, {bs['failures']} failed), "
+                  "every step refitted; 'one run': plus a resampled residual of the chain (a single run's measured accuracy).", ""]
+        rows = [(f"{r['C']:.3g}", f"{r['N_opt']:.3g}", f"{r['D_opt']:.3g}", f"{r['middle']:.4f}",
+                 f"{r['acc']:.3f} {_ci(r['ci'], '.3f')}", _ci(r["pi"], ".3f") or "-",
+                 _pts(r.get("best_acc"))) for r in d.get("at_budgets", []) + d.get("at_C", [])]
+        L += _table(("budget C", "N_opt", "D_opt", "task loss" if two else "LM loss", "accuracy", "one run",
+                     "best measured"), rows)
+        if d.get("predictions"):
+            L += [""] + _table(("N", "D", "C", "accuracy", "one run"),
+                               [(f"{p['N']:.4g}", f"{p['D']:.4g}", f"{p['C']:.3g}", f"{p['acc']:.3f} {_ci(p['ci'], '.3f')}",
+                                 _ci(p["pi"], ".3f") or "-") for p in d["predictions"]])
+        bt = d.get("backtest") or {}
+        if "error" in bt:
+            L += ["", f"Backtest: not run: {bt['error']}"]
+        elif bt:
+            inside = {True: "inside", False: "outside", None: "no interval"}[bt["inside_pi"]]
+            bor = bt["best_of_runs"]
+            L += ["", f"Backtest: fitted on the budgets below {bt['held_out_budget']:.3g} ({bt['n_train']} runs), the chain "
+                      f"predicts {bt['pred']:.3f} {_ci(bt['ci'], '.3f')} at its compute-optimal point (one run: "
+                      f"{_ci(bt['pi'], '.3f') or '-'}); the budget's best run measured {bt['best_acc']:.3f} "
+                      f"(error {bt['error_points']:+.1f} points, {inside} the one-run interval). Best of the "
+                      f"held-out runs as predicted at their own N, D: {bor['pred']:.3f} {_ci(bor['pi'], '.3f')} "
+                      f"({bor['error_points']:+.1f} points)."]
+        for w in d.get("warnings", []):
+            L.append(f"- {w}")
+        L.append("")
+    return L
+
+
 def to_markdown(summary: dict) -> str:
     """A human-readable report of :func:`analysis.report.fit_all`'s summary."""
     data = summary["data"]
@@ -216,6 +273,7 @@ def to_markdown(summary: dict) -> str:
     elif (summary.get("compare") or {}).get("error"):
         L += ["", "## Recipe comparison", "", f"error: {summary['compare']['error']}"]
     L += _ladder(summary)
+    L += _tasks(summary)
     L += _backtest(summary)
     L += _rollouts(summary)
     L += _identifiability(summary)
