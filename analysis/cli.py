@@ -74,8 +74,9 @@ def add_commands(subparsers) -> None:
                    "(the report a sweep writes)")
     g = p.add_argument_group("downstream tasks (analysis.tasks; the table's task/NAME/acc, acc_norm, bpb columns)")
     g.add_argument("--task", action="append", default=[], metavar="NAME",
-                   help="fit this task's accuracy law (repeatable): task loss law + sigmoid, chained predictions "
-                        "with bootstrap intervals through both steps, and a backtest on the largest budget")
+                   help="fit this task's accuracy law (repeatable; 'all': every task in the table): task loss law + "
+                        "sigmoid, chained predictions with bootstrap intervals through both steps, and a backtest "
+                        "on the largest budget")
     g.add_argument("--task-metric", choices=("acc", "acc_norm"), default="acc",
                    help="accuracy column: acc, or acc_norm (choices scored per byte)")
     g.add_argument("--task-method", choices=("two_step", "gadre"), default="two_step",
@@ -304,6 +305,8 @@ def run_fit(args) -> int:
         if args.task:  # every task's columns and runs are checked before anything is fitted
             from analysis import tasks
 
+            if args.task == ["all"] and "all" not in tasks.task_names(df):
+                args.task = tasks.task_names(df) or ["all"]
             for name in args.task:
                 tasks.task_frame(df, name, metric=args.task_metric, method=args.task_method, law=law, **cols)
         approaches = (1, 2, 3) if args.approach == "all" else (int(args.approach),)

@@ -111,8 +111,9 @@ def check_task(df: pd.DataFrame, task: str, *, metric: str = "acc", method: str 
             raise ConfigError(f"{col}: {int(bad.sum())} value(s) are not numbers (e.g. {df[col][bad].iloc[0]!r}); "
                               f"fix or drop those rows")
         if not np.isfinite(v.to_numpy(dtype=np.float64)).any():
+            others = [t for t in present if t != task]
             raise ConfigError(f"{col}: every value is empty (NaN): no run scored task {task!r}; rebuild the table "
-                              f"from runs that did, or fit another task ({', '.join(t for t in present if t != task) or 'none'})")
+                              f"from runs that did" + (f", or fit another task ({', '.join(others)})" if others else ""))
         if m in ACC_METRICS:
             out = (v < 0) | (v > 1)
             if out.any():

@@ -132,6 +132,19 @@ CASES = [
                                                                   "metrics.jsonl"]),
     ("prepare_unknown_task", ["prepare", "--task", "nope"], ["data.task='nope'"]),
     ("prepare_unknown_vocab", ["prepare", "--task", "pystdlib", "--vocab", "bogus"], ["data.vocab='bogus'"]),
+    # ---- downstream-task fits (scaling fit --task, analysis.tasks): refused before anything is fitted
+    ("fit_task_absent", ["fit", "tasks.csv", "--task", "nope"], ["--task 'nope'", "not in the table", "tasks present: demo"]),
+    ("fit_task_table_without_tasks", ["fit", "mixed.csv", "--task", "demo"], ["--task 'demo'", "tasks present: none",
+                                                                              "--eval-task NAME=PATH"]),
+    ("fit_task_all_nan", ["fit", "task_nan.csv", "--task", "demo"], ["task/demo/acc", "every value is empty"]),
+    ("fit_task_too_few_runs", ["fit", "task_few.csv", "--task", "demo"], ["task/demo/acc", "needs >= 6 runs",
+                                                                          "found 4 run(s)"]),
+    ("fit_task_one_budget", ["fit", "task_one_budget.csv", "--task", "demo"], [">= 2 budgets", "found 8 run(s) at 1 budget(s)"]),
+    ("fit_task_acc_percent", ["fit", "task_percent.csv", "--task", "demo"], ["task/demo/acc", "outside [0, 1]",
+                                                                             "divide percentages by 100"]),
+    ("fit_task_no_bpb", ["fit", "task_no_bpb.csv", "--task", "demo"], ["task/demo/bpb", "--task-method gadre"]),
+    ("fit_at_without_task", ["fit", "tasks.csv", "--at", "1e5,1e7"], ["--at/--at-c", "--task NAME"]),
+    ("fit_task_bad_chance", ["fit", "tasks.csv", "--task", "demo", "--chance", "4"], ["--chance 4", "(0, 1)"]),
 ]
 
 
@@ -206,6 +219,18 @@ def scratch(tmp_path_factory):
     pd.concat([hp.assign(parametrization="standard"), hp.assign(parametrization="mup")]).to_csv(
         root / "hp_two_params.csv", index=False)
     hp.assign(tokens=20 * hp.n_total).to_csv(root / "hp_one_ratio.csv", index=False)
+    # a task's columns on the quickstart's runs (accuracy falling with the loss)
+    tk = df.assign(**{"task/demo/acc": (0.25 + 0.4 * (1.95 - df["eval_loss"])).clip(0.25, 1),
+                      "task/demo/acc_norm": 0.3, "task/demo/bpb": 0.7 * df["eval_loss"], "task/demo/n_items": 500,
+                      "task/demo/sha": "abc"})
+    tk.to_csv(root / "tasks.csv", index=False)
+    tk.assign(**{"task/demo/acc": np.nan}).to_csv(root / "task_nan.csv", index=False)
+    tk.assign(**{"task/demo/acc": np.where(tk.index < 4, tk["task/demo/acc"], np.nan)}).to_csv(root / "task_few.csv",
+                                                                                              index=False)
+    tk.assign(**{"task/demo/acc": 100 * tk["task/demo/acc"]}).to_csv(root / "task_percent.csv", index=False)
+    tk.drop(columns=["task/demo/bpb"]).to_csv(root / "task_no_bpb.csv", index=False)
+    ob = pd.read_csv(root / "one_budget.csv")
+    ob.assign(**{"task/demo/acc": 0.3, "task/demo/bpb": 1.0}).to_csv(root / "task_one_budget.csv", index=False)
     (root / "empty.csv").write_text("")
     (root / "garbage.parquet").write_text("garbage")
     return root
