@@ -13,6 +13,9 @@ published data go through the same code:
   identifiability and backtests;
 * :mod:`analysis.recipes`     ``analysis.compare``: recipe B against recipe A, compute-equivalent gain;
 * :mod:`analysis.prediction`  ``analysis.predict``: the loss at any (N, D) with intervals calibrated by rollouts;
+* :mod:`analysis.tasks`       downstream tasks: accuracy from (N, D) through the task loss and a sigmoid
+  (OLMo ladder) or from the LM loss (Gadre et al.), chained with intervals (``scaling fit --task``);
+  :mod:`analysis.task_plots` their figures;
 * :mod:`analysis.hp`          hyperparameter laws: best LR per group, ``LR* = c N^a D^b``, law files
   recipes read (``scaling fit-hp``); :mod:`analysis.hp_plots` their figures;
 * :mod:`analysis.published`   published laws, model points, tables and shipped data sets;
@@ -37,7 +40,7 @@ _EXPORTS = {
     "bin_budgets": "data", "load_results": "data", "load_table": "data", "prepare": "data",
     "BootstrapResult": "uncertainty", "bootstrap": "uncertainty", "prediction_intervals": "uncertainty",
     "Comparison": "recipes",
-    "compare": "recipes", "predict": "prediction",
+    "compare": "recipes", "predict": "prediction", "fit_task": "tasks",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -62,6 +62,9 @@ def accuracy_vs_compute(fit, path=None, *, ax=None, at_c=(), backtest: dict | No
                         label="backtest: predicted from the smaller budgets")
     ax.axhline(fit.chance, color="0.5", ls=":", lw=1, label=f"chance ({fit.chance:g})")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a budget range under a decade: minor labels would collide
     ax.set_xlabel("training FLOPs C")
     ax.set_ylabel(f"{fit.task} {fit.metric}")
     fig.colorbar(sc, ax=ax, label="log10 parameters N")

@@ -413,7 +413,7 @@ class TaskFit(Rich):
         r = self.residuals[np.isfinite(self.residuals)]
         if not len(s) or not len(r):
             return np.empty(0)
-        rng = np.random.default_rng([self.seed, 7919, salt])
+        rng = np.random.default_rng([self.seed, 7919, abs(int(salt))])
         return np.clip(s + r[rng.integers(0, len(r), size=len(s))], 0.0, 1.0)
 
     def predict(self, N: float, D: float) -> dict:
