@@ -220,8 +220,9 @@ def _tasks(summary) -> list[str]:
         L.append(f"Accuracy curve: {c['formula']} with {params}.")
         bs = d["bootstrap"]
         pct = int(round(100 * bs["level"]))
-        L += ["", f"Brackets: {pct}% intervals, bootstrap over runs within budgets (K={bs['K']}, {bs['failures']} failed), "
-                  "every step refitted; 'one run': plus a resampled residual of the chain (a single run's measured accuracy).", ""]
+        L += ["", (f"Brackets: {pct}% intervals, bootstrap over runs within budgets (K={bs['K']}, {bs['failures']} failed), "
+                   "every step refitted; 'one run': plus a resampled residual of the chain (a single run's measured "
+                   "accuracy).") if bs["K"] else "No intervals (bootstrap off).", ""]
         rows = [(f"{r['C']:.3g}", f"{r['N_opt']:.3g}", f"{r['D_opt']:.3g}", f"{r['middle']:.4f}",
                  f"{r['acc']:.3f} {_ci(r['ci'], '.3f')}", _ci(r["pi"], ".3f") or "-",
                  _pts(r.get("best_acc"))) for r in d.get("at_budgets", []) + d.get("at_C", [])]
@@ -235,12 +236,12 @@ def _tasks(summary) -> list[str]:
         if "error" in bt:
             L += ["", f"Backtest: not run: {bt['error']}"]
         elif bt:
-            inside = {True: "inside", False: "outside", None: "no interval"}[bt["inside_pi"]]
+            inside = {True: ", inside the one-run interval", False: ", outside the one-run interval", None: ""}[bt["inside_pi"]]
             bor = bt["best_of_runs"]
             L += ["", f"Backtest: fitted on the budgets below {bt['held_out_budget']:.3g} ({bt['n_train']} runs), the chain "
                       f"predicts {bt['pred']:.3f} {_ci(bt['ci'], '.3f')} at its compute-optimal point (one run: "
                       f"{_ci(bt['pi'], '.3f') or '-'}); the budget's best run measured {bt['best_acc']:.3f} "
-                      f"(error {bt['error_points']:+.1f} points, {inside} the one-run interval). Best of the "
+                      f"(error {bt['error_points']:+.1f} points{inside}). Best of the "
                       f"held-out runs as predicted at their own N, D: {bor['pred']:.3f} {_ci(bor['pi'], '.3f')} "
                       f"({bor['error_points']:+.1f} points)."]
         for w in d.get("warnings", []):
