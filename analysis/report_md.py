@@ -212,7 +212,7 @@ def _tasks(summary) -> list[str]:
               "", f"{d['n_runs']} runs at {d['n_budgets']} budget(s); chance {d['chance']:g}."]
         if two and d.get("task_law"):
             t = d["task_law"]
-            L.append(f"Task loss (nats/byte of the correct choice): {t['formula']} with E = {t['E']:.4g}, A = {t['A']:.4g}, "
+            L.append(f"Task loss (the correct choice's loss per byte, task/{name}/bpb): {t['formula']} with E = {t['E']:.4g}, A = {t['A']:.4g}, "
                      f"B = {t['B']:.4g}, alpha = {t['alpha']:.4g}, beta = {t['beta']:.4g}." if "E" in t else
                      f"Task loss law {t['law']}: " + ", ".join(f"{k} = {v:.4g}" for k, v in t.items()
                                                              if isinstance(v, float) and k != "objective") + ".")

@@ -101,7 +101,7 @@ def accuracy_vs_loss(fit, path=None, *, ax=None):
             ax.fill_between(L, np.nanquantile(A, q, axis=0), np.nanquantile(A, 1 - q, axis=0), color="k", alpha=0.12,
                             lw=0, label=f"{int(100 * fit.level)}% bootstrap band")
     ax.axhline(fit.chance, color="0.5", ls=":", lw=1, label=f"chance ({fit.chance:g})")
-    ax.set_xlabel("task loss (correct choice, nats/byte)" if two else "LM loss (held-out, nats/token)")
+    ax.set_xlabel("task loss: the correct choice's loss per byte" if two else "LM loss (held-out, nats/token)")
     ax.set_ylabel(f"{fit.task} {fit.metric}")
     if len(budgets) <= 12:
         ax.legend(fontsize=7)

@@ -2,7 +2,7 @@
 
 A results table carries, per run and per multiple-choice task ``NAME``, the columns
 ``task/NAME/acc``, ``task/NAME/acc_norm`` (accuracy, choices scored per byte), ``task/NAME/bpb``
-(the correct choice's loss per byte: the *task loss*), ``task/NAME/n_items`` and ``task/NAME/sha``.
+(the correct choice's loss per byte, bits in our results table: the *task loss*), ``task/NAME/n_items`` and ``task/NAME/sha``.
 Two ways from (N, D) to accuracy, both on the library's one solver and one bootstrap:
 
 * **two-step** (Bhagia et al. 2024, the OLMo ladder; ``method="two_step"``, the default):
