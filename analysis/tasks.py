@@ -270,18 +270,29 @@ class CurveFit(Rich):
                       rows, self.warnings)]
 
 
+def rowwise_log(law: lw.Law, X: np.ndarray, block: int = 256, **inputs) -> np.ndarray:
+    """``law.log_loss`` of row r of X (R, P) at the r-th value of each input array (each (R,)): (R,).
+    NaN where the row or its inputs are not finite.  Blocks of rows are evaluated against blocks of
+    inputs at once (the diagonal of each block), so a bootstrap's K predictions cost no Python loop."""
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    arrs = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (len(X),)) for k, v in inputs.items()}
+    ok = np.isfinite(X).all(axis=1)
+    for v in arrs.values():
+        ok &= np.isfinite(v) & (v > 0)
+    out = np.full(len(X), np.nan)
+    idx = np.flatnonzero(ok)
+    for i in range(0, idx.size, block):
+        j = idx[i:i + block]
+        with np.errstate(all="ignore"):
+            out[j] = np.diagonal(law.log_loss(X[j], lw.make_inputs(**{k: v[j] for k, v in arrs.items()})))
+    return out
+
+
 def accuracy(law: lw.Law, X: np.ndarray, L: np.ndarray, *, rowwise: bool = False) -> np.ndarray:
     """Accuracy of parameter rows X (R, P) at inputs L: (R, n), or (R,) with ``rowwise`` (row r at L[r])."""
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     L = np.asarray(L, dtype=np.float64).reshape(-1)
-    if rowwise:
-        out = np.full(len(X), np.nan)
-        ok = np.isfinite(X).all(axis=1) & np.isfinite(L)
-        for i in np.flatnonzero(ok):
-            out[i] = np.exp(law.log_loss(X[i:i + 1], lw.make_inputs(L=L[i:i + 1]))[0, 0])
-        v = out
-    else:
-        v = np.exp(law.log_loss(X, lw.make_inputs(L=L)))
+    v = np.exp(rowwise_log(law, X, L=L) if rowwise else law.log_loss(X, lw.make_inputs(L=L)))
     return 1.0 - v if law.name == "gadre" else v
 
 
@@ -383,13 +394,7 @@ class TaskFit(Rich):
         """(K,) task loss (or LM loss) of each resample's step-1 law at its own (N[k], D[k])."""
         law = self.task_law if self.method == "two_step" else self.lm
         S = self.samples["task" if self.method == "two_step" else "lm"]
-        N = np.broadcast_to(np.asarray(N, dtype=np.float64), (len(S),))
-        D = np.broadcast_to(np.asarray(D, dtype=np.float64), (len(S),))
-        out = np.full(len(S), np.nan)
-        ok = np.isfinite(S).all(axis=1) & np.isfinite(N) & np.isfinite(D)
-        for i in np.flatnonzero(ok):
-            out[i] = math.exp(law.law.log_loss(S[i:i + 1], lw.make_inputs(N=N[i:i + 1], D=D[i:i + 1]))[0, 0])
-        return out
+        return np.exp(rowwise_log(law.law, S, N=N, D=D))
 
     def acc_samples(self, N, D) -> np.ndarray:
         """(K,) bootstrap accuracies at one (N, D) (empty without a bootstrap)."""
@@ -586,4 +591,4 @@ def backtest(df: pd.DataFrame, task: str, **kw) -> dict:
 
 
 __all__ = ["ACC_METRICS", "CHANCE", "METHODS", "CurveFit", "TaskFit", "accuracy", "backtest", "check_task",
-           "column", "fit_curve", "fit_task", "gadre_law", "sigmoid_law", "task_frame", "task_names"]
+           "column", "fit_curve", "fit_task", "gadre_law", "rowwise_log", "sigmoid_law", "task_frame", "task_names"]
