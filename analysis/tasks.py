@@ -36,8 +36,9 @@ and the accuracy curve are all refitted (the batched Newton solver, from the ful
 plus grid points: :func:`analysis.uncertainty.refit_rows`), and the prediction is recomputed
 through every step.  ``ci`` is the percentile interval of those predictions (parameter
 uncertainty of both steps and of the allocation); ``pi`` adds to each one resampled residual of
-the chain on the fitted runs (measured accuracy minus the chain's prediction at that run's N, D),
-the interval one run's *measured* accuracy falls in, item-sampling and run noise included.
+the chain on the fitted runs (measured accuracy minus the chain's prediction at that run's N, D,
+scaled by ``sqrt(n / (n - P))`` for the curve's P fitted parameters), the interval one run's
+*measured* accuracy falls in, item-sampling and run noise included.
 
 Everything here takes DataFrames and column names, returns frozen dataclasses whose
 ``as_dict()`` is JSON-ready, and knows nothing of JAX or run directories.
@@ -292,12 +293,21 @@ def accuracy(law: lw.Law, X: np.ndarray, L: np.ndarray, *, rowwise: bool = False
     """Accuracy of parameter rows X (R, P) at inputs L: (R, n), or (R,) with ``rowwise`` (row r at L[r])."""
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     L = np.asarray(L, dtype=np.float64).reshape(-1)
-    v = np.exp(rowwise_log(law, X, L=L) if rowwise else law.log_loss(X, lw.make_inputs(L=L)))
-    return 1.0 - v if law.name == "gadre" else v
+    if law.name == "gadre":   # Err = epsilon - k e^{-gamma L} crosses 0 at low enough L: accuracy is then 1
+        eps, lk, g = (X[:, i] if rowwise else X[:, i:i + 1] for i in range(3))
+        with np.errstate(all="ignore"):
+            return 1.0 - np.clip(eps - np.exp(lk - g * (L if rowwise else L[None])), 0.0, 1.0)
+    return np.exp(rowwise_log(law, X, L=L) if rowwise else law.log_loss(X, lw.make_inputs(L=L)))
 
 
-def _curve_warnings(law: lw.Law, x: np.ndarray) -> list[str]:
+STEP = 20.0   # |k| x the span of the runs' task losses above which a sigmoid is a near-step
+
+
+def _curve_warnings(law: lw.Law, x: np.ndarray, L: np.ndarray) -> list[str]:
     out = []
+    if law.name == "sigmoid" and abs(x[2]) * np.ptp(L) > STEP and x[2] > law.lower[2] * (1 - 1e-9):
+        out.append(f"sigmoid: |k| = {abs(x[2]):.3g} is {abs(x[2]) * np.ptp(L):.0f}/(span of the runs' task losses): a "
+                   f"near-step the runs cannot resolve; accuracy extrapolated beyond them is unreliable")
     lo, hi = law.lower, law.upper
     for j, p in enumerate(law.params):
         if law.name == "sigmoid" and p == "b":
@@ -335,7 +345,7 @@ def fit_curve(L, acc, *, method: str = "two_step", chance: float = CHANCE, delta
                        projection=False)
     return CurveFit(law=law, x=tuple(map(float, sol.x)), objective=sol.objective, n_points=len(L),
                     chance=float(chance), local_optima=sol.local_optima, convergence=sol.convergence,
-                    warnings=tuple(_curve_warnings(law, sol.x)))
+                    warnings=tuple(_curve_warnings(law, sol.x, L)))
 
 
 # ----------------------------------------------------------------------------- the chain
@@ -355,7 +365,8 @@ class TaskFit(Rich):
     budget (and, for Gadre, is the first step); ``task_law``: the task loss's law (two-step only);
     ``curve``: accuracy against the task loss (sigmoid) or the LM loss (Gadre).  ``samples``: the
     bootstrap's refitted parameter rows per step (``lm``, ``task``, ``curve``; rows that failed in
-    any step are NaN everywhere); ``residuals``: the chain's residuals on the fitted runs.
+    any step are NaN everywhere); ``residuals``: the chain's residuals on the fitted runs, scaled by
+    ``sqrt(n / (n - P))`` (P: the curve's parameters).
     """
 
     task: str
@@ -506,6 +517,9 @@ def fit_task(df: pd.DataFrame, task: str, *, metric: str = "acc", method: str = 
     # the chain's residuals: what a run measured minus what the chain predicts at its N, D
     step = task_law if method == "two_step" else lm
     resid = acc - curve.acc(np.asarray(step.loss(frame["N"].to_numpy(), frame["D"].to_numpy())))
+    # in-sample residuals are shrunk by the curve's fitted parameters: rescale to n / (n - P) variance
+    n, P = len(resid), len(curve.law.params)
+    resid = resid * math.sqrt(n / max(n - P, 1))
     samples: dict = {}
     if K:
         counts = resample_counts(frame["budget"].to_numpy(), K, seed)

@@ -43,6 +43,7 @@ def test_gadre_error_law_recovered():
     assert p["epsilon"] == pytest.approx(eps, abs=0.03)
     assert p["gamma"] == pytest.approx(gamma, rel=0.2)
     assert np.max(np.abs((1 - fit.acc(L)) - (eps - k * np.exp(-gamma * L)))) < 0.006
+    assert fit.acc(0.2) == 1.0  # far below the runs the error law crosses 0: accuracy 1, not NaN
 
 
 def _true_opt_acc(C):
