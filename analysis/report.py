@@ -332,20 +332,28 @@ def task_section(df: pd.DataFrame, names, out_dir=None, *, loss_col: str, metric
     ((N, D) pairs), ``at_C`` at the budgets ``at_c``, ``backtest`` (:func:`analysis.tasks.backtest`)
     and, with ``out_dir``, the figures ``task_<name>_acc_vs_compute`` and ``task_<name>_acc_vs_loss``
     (their files under ``plots``).  A task that cannot be fitted gets ``{"error": ...}``; the
-    others are kept."""
+    others are kept.  With ``method="gadre"`` and several tasks, the pseudo-task ``average`` (their
+    accuracy averaged per run, :func:`analysis.tasks.with_average`; ``averaged`` lists them) is
+    fitted too, as Gadre et al. do."""
     from analysis import task_plots, tasks
 
     chance = tasks.CHANCE if chance is None else chance
     kw = dict(metric=metric, method=method, chance=chance, loss_col=loss_col, law=law, starts=starts, K=K,
               seed=seed, **cols)
     out: dict = {}
-    for name in names:
+    jobs = [(name, df, None) for name in names]
+    if method == "gadre" and len(names) > 1:
+        avg, df_avg = tasks.with_average(df, names, metric)
+        jobs.append((avg, df_avg, list(names)))
+    for name, df, averaged in jobs:
         try:
             fit = tasks.fit_task(df, name, **kw)
         except ValueError as e:
             out[name] = {"error": str(e)}
             continue
         d = fit.as_dict()
+        if averaged:
+            d["averaged"] = averaged
         best = fit.frame.groupby("budget")["acc"].max()
         d["at_budgets"] = [{**fit.predict_c(b), "best_acc": float(best[b])} for b in best.index]
         d["predictions"] = [fit.predict(n, dd) for n, dd in at]

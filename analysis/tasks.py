@@ -84,6 +84,15 @@ def task_names(df: pd.DataFrame) -> list[str]:
     return sorted(out)
 
 
+def with_average(df: pd.DataFrame, names, metric: str = "acc") -> tuple[str, pd.DataFrame]:
+    """``(name, df + its column)``: the runs' ``metric`` averaged over the tasks ``names`` (empty where
+    a run lacks any of them), as the pseudo-task ``average`` (``average_of_tasks`` if the table has an
+    ``average``): Gadre et al. fit the *average* top-1 error of many tasks against the LM loss."""
+    name = "average" if "average" not in task_names(df) else "average_of_tasks"
+    vals = pd.concat([pd.to_numeric(df[column(n, metric)], errors="coerce") for n in names], axis=1)
+    return name, df.assign(**{column(name, metric): vals.mean(axis=1, skipna=False)})
+
+
 # ----------------------------------------------------------------------------- input checks
 
 def check_task(df: pd.DataFrame, task: str, *, metric: str = "acc", method: str = "two_step") -> None:
@@ -605,4 +614,5 @@ def backtest(df: pd.DataFrame, task: str, **kw) -> dict:
 
 
 __all__ = ["ACC_METRICS", "CHANCE", "METHODS", "CurveFit", "TaskFit", "accuracy", "backtest", "check_task",
-           "column", "fit_curve", "fit_task", "gadre_law", "rowwise_log", "sigmoid_law", "task_frame", "task_names"]
+           "column", "fit_curve", "fit_task", "gadre_law", "rowwise_log", "sigmoid_law", "task_frame", "task_names",
+           "with_average"]

@@ -105,3 +105,19 @@ def test_scaling_fit_task_json_and_report(tmp_path, capsys, monkeypatch):
     assert "## Downstream tasks" in (out / "fits.md").read_text()
     for f in ("task_demo_acc_vs_compute.png", "task_demo_acc_vs_loss.png"):
         assert (out / f).stat().st_size > 1000
+
+
+def test_gadre_also_fits_the_average_of_several_tasks(noisy):
+    from analysis.report import task_section
+
+    rng = np.random.default_rng(0)
+    df = noisy.assign(**{"task/other/acc": np.clip(noisy["task/demo/acc"] - 0.05 + 0.01 * rng.standard_normal(len(noisy)),
+                                                   0, 1)})
+    out = task_section(df, ["demo", "other"], method="gadre", K=0, backtest=False, starts="small", loss_col="eval_loss",
+                       **COLS)
+    assert set(out) == {"demo", "other", "average"} and out["average"]["averaged"] == ["demo", "other"]
+    mean = (df["task/demo/acc"] + df["task/other/acc"]) / 2
+    assert [b["best_acc"] for b in out["average"]["at_budgets"]] == pytest.approx(
+        mean.groupby(df["budget"]).max().tolist())
+    assert out["average"]["at_budgets"][-1]["acc"] == pytest.approx(
+        (out["demo"]["at_budgets"][-1]["acc"] + out["other"]["at_budgets"][-1]["acc"]) / 2, abs=0.03)
