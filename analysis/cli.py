@@ -136,6 +136,9 @@ def add_predict(subparsers) -> None:
     p.add_argument("--loss", choices=("auto", "eval_loss", "train_loss"), default="auto",
                    help="which trajectory (auto: eval_loss when a run logged >= 6 evals, else train_loss)")
     p.add_argument("--fork-index", type=int, default=0, help="which fork (by horizon, 0 = shortest) joins the trunk")
+    p.add_argument("--difference", action="store_true",
+                   help="fit the fork's points as fork-minus-trunk gaps at steps both were evaluated "
+                        "(cancels the noise they share)")
     p.add_argument("--predict", metavar="EXPERIMENT", default=None,
                    help="predict this experiment's cells (same sizes and peak LRs) instead of SWEEP_DIR's other runs")
     p.add_argument("--measured", metavar="TABLE", default=None,
@@ -307,10 +310,11 @@ def run_fit_curves(args) -> int:
             raise ConfigError(f"--fork-index {args.fork_index}: must be >= 0 (0 = the shortest fork)")
         if args.predict is not None:
             rows = curves.predict_experiment(curves._path_ok(args.sweep_dir), args.predict, args.measured,
-                                             loss=args.loss, fork_index=args.fork_index, law=args.law)
+                                             loss=args.loss, fork_index=args.fork_index, law=args.law,
+                                             difference=args.difference)
         else:
             rows = curves.fit_sweep_curves(curves._path_ok(args.sweep_dir), loss=args.loss,
-                                           fork_index=args.fork_index, law=args.law)
+                                           fork_index=args.fork_index, law=args.law, difference=args.difference)
         if not rows:
             raise ConfigError(f"SWEEP_DIR {args.sweep_dir}: no size has a trunk (or a run) plus >= 2 other finished "
                               f"runs with trajectories; fit-curves predicts a size's other runs from two of them")
@@ -318,9 +322,12 @@ def run_fit_curves(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.format == "json":
-        print(json.dumps({"predictions": rows, "summary": curves.summarize(rows)}, indent=2))
+        print(json.dumps({"predictions": rows, "summary": curves.summarize(rows), "difference": args.difference},
+                         indent=2))
     else:
         print(curves.to_markdown(rows), end="")
+        if args.difference:
+            print("(the fork's points fitted as fork-minus-trunk gaps: --difference)")
     return 0
 
 

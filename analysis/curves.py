@@ -101,7 +101,7 @@ LAWS = ("annealing", "multipower")
 
 
 def _points(runs, skip_frac: float):
-    """``(peak, [(lr, steps kept, losses kept, weight)], n)``: the logged points a fit uses.
+    """``(peak, [(lr, steps kept, losses kept, first_step)], n)``: the logged points a fit uses.
 
     ``runs`` items are ``(lr, steps, losses)`` or ``(lr, steps, losses, first_step)``: a fork's
     rows up to its fork step are its trunk's, so a fit that holds both keeps only the fork's
@@ -113,63 +113,98 @@ def _points(runs, skip_frac: float):
     out, n = [], 0
     for r in runs:
         lr, steps, losses = r[0], np.asarray(r[1], dtype=int), np.asarray(r[2], dtype=np.float64)
-        first = r[3] if len(r) > 3 else 1
+        first = int(r[3]) if len(r) > 3 else 1
         ok = np.isfinite(losses) & (steps >= max(1, first)) & (steps <= len(lr)) & (steps > skip_frac * len(lr))
-        out.append((np.asarray(lr, dtype=np.float64), steps[ok], losses[ok]))
+        out.append((np.asarray(lr, dtype=np.float64), steps[ok], losses[ok], first))
         n += int(ok.sum())
     if n < 8:
         raise ConfigError(f"runs: {n} logged losses after the first {skip_frac:.0%} of steps; a curve law "
                           f"needs >= 8 (log more often: log_every / eval_every)")
-    if not any(len(st) and np.any(np.diff(lr[: st.max()]) < 0) for lr, st, _ in out):
+    if not any(len(st) and np.any(np.diff(lr[: st.max()]) < 0) for lr, st, *_ in out):
         raise ConfigError("runs: no fitted trajectory anneals (every LR is constant or rising up to its last "
                           "logged loss), so the annealing constants are undetermined; fit a run with a cooldown too "
                           "(e.g. a WSD fork of the constant-LR run)")
     return peak, out, n
 
 
-def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: float = 0.1):
+def _system(pts, mats, difference: bool):
+    """``(X, t)`` of the relative least squares ``X @ coef ~ t`` over every fitted point.
+
+    ``mats[i]``: the design (one column per linear constant) at ``pts[i]``'s steps.  A point
+    normally asks ``model / loss = 1``.  With ``difference``, a fork's point at a step where the
+    first run (its trunk) was also evaluated asks instead that the model's fork-minus-trunk gap
+    equal the measured one (relative to the trunk's loss): both runs saw the same batches up to
+    there, so noise they share cancels.
+    """
+    Xb, (_, sb, yb, _) = mats[0], pts[0]
+    Xs, ts = [Xb / yb[:, None]], [np.ones_like(yb)]
+    where = {int(v): i for i, v in enumerate(sb)}
+    for X, (_, st, y, first) in zip(mats[1:], pts[1:]):
+        pair = np.array([difference and first > 1 and int(v) in where for v in st], dtype=bool)
+        if pair.any():
+            j = np.array([where[int(v)] for v in st[pair]], dtype=int)
+            Xs.append((X[pair] - Xb[j]) / yb[j, None]), ts.append((y[pair] - yb[j]) / yb[j])
+        Xs.append(X[~pair] / y[~pair, None]), ts.append(np.ones(int((~pair).sum())))
+    return np.concatenate(Xs), np.concatenate(ts)
+
+
+def _varpro(pts, design, difference, starts, lo, hi, x_scale):
+    """Best ``(residuals, linear coefs, nonlinear q)``: ``design(q) -> [matrix per run]``, linear part solved exactly."""
+    from scipy.optimize import least_squares
+
+    def inner(q):
+        X, t = _system(pts, design(q), difference)
+        coef, *_ = np.linalg.lstsq(X, t, rcond=None)
+        return X @ coef - t, coef
+
+    best = None
+    for q0 in starts:
+        sol = least_squares(lambda q: inner(q)[0], x0=q0, bounds=(lo, hi), x_scale=x_scale, max_nfev=200)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    r, coef = inner(best.x)
+    return r, coef, best.x
+
+
+def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: float = 0.1,
+              difference: bool = False):
     """Fit one size's law (``annealing`` or ``multipower``) to ``runs``: ``[(lr per step, steps, losses), ...]``.
 
     ``steps`` are the 1-based steps whose loss was logged (a 4th item, the first step to use,
-    drops a fork's copy of its trunk's rows).  The first ``skip_frac`` of each trajectory
-    (warmup and the fast initial drop, which no power law in S1 describes) is left out.  Least
-    squares on the relative error, float64, from a small grid of starts (both laws are linear
-    in their amplitudes for fixed exponents: those are scanned, then everything is polished).
-    Returns a :class:`CurveLaw` or :class:`MultiPowerLaw`.
+    drops a fork's copy of its trunk's rows and marks it a fork of ``runs[0]``).  The first
+    ``skip_frac`` of each trajectory (warmup and the fast initial drop, which no power law in S1
+    describes) is left out.  Least squares on the relative error, float64, by variable
+    projection (both laws are linear in ``L0``, ``A`` and their annealing amplitude for fixed
+    exponents: those are searched from a few starts, the rest solved exactly).  ``difference``:
+    fit a fork's points, where its trunk was evaluated at the same step, as fork-minus-trunk
+    gaps (:func:`_system`).  Returns a :class:`CurveLaw` or :class:`MultiPowerLaw`.
     """
     if law not in LAWS:
         raise ConfigError(f"law={law!r}: choose one of {LAWS}")
     if law == "multipower":
-        return fit_multipower(runs, skip_frac=skip_frac)
-    return _fit_annealing(runs, lam=lam, skip_frac=skip_frac)
+        return fit_multipower(runs, skip_frac=skip_frac, difference=difference)
+    return _fit_annealing(runs, lam=lam, skip_frac=skip_frac, difference=difference)
 
 
-def _fit_annealing(runs, *, lam: float, skip_frac: float) -> CurveLaw:
-    from scipy.optimize import least_squares
-
+def _fit_annealing(runs, *, lam: float, skip_frac: float, difference: bool = False) -> CurveLaw:
     peak, pts, _ = _points(runs, skip_frac)
-    S1, S2, Y = [], [], []
-    for lr, steps, losses in pts:
+    S = []
+    for lr, steps, _, _ in pts:
         s1, s2 = areas(lr, peak=peak, lam=lam)
-        S1.append(s1[steps - 1]), S2.append(s2[steps - 1]), Y.append(losses)
-    s1, s2, y = np.concatenate(S1), np.concatenate(S2), np.concatenate(Y)
+        S.append((s1[steps - 1], s2[steps - 1]))
 
-    def linear(alpha):  # best L0, A, C for this alpha (relative least squares)
-        X = np.column_stack([np.ones_like(s1), s1 ** (-alpha), -s2]) / y[:, None]
-        coef, *_ = np.linalg.lstsq(X, np.ones_like(y), rcond=None)
-        r = X @ coef - 1
-        return float(r @ r), coef
+    def design(q):
+        return [np.column_stack([np.ones_like(s1), s1 ** (-q[0]), -s2]) for s1, s2 in S]
 
-    best = min((linear(a) + (a,) for a in np.linspace(0.05, 2.0, 40)), key=lambda t: t[0])
-    _, (L0, A, C), alpha = best
+    def cost(alpha):
+        X, t = _system(pts, design([alpha]), difference)
+        coef, *_ = np.linalg.lstsq(X, t, rcond=None)
+        r = X @ coef - t
+        return float(r @ r)
 
-    def resid(p):
-        return (p[0] + p[1] * s1 ** (-p[2]) - p[3] * s2) / y - 1
-
-    sol = least_squares(resid, x0=[L0, A, alpha, C], bounds=([-np.inf, -np.inf, 1e-3, -np.inf], np.inf),
-                        x_scale="jac")
-    L0, A, alpha, C = map(float, sol.x)
-    return CurveLaw(L0, A, alpha, C, peak, lam, float(np.sqrt(np.mean(sol.fun ** 2))), int(len(y)))
+    a0 = min(np.linspace(0.05, 2.0, 40), key=cost)  # a scan, then a polish
+    r, (L0, A, C), (alpha,) = _varpro(pts, design, difference, [[a0]], [1e-3], [3.0], [0.1])
+    return CurveLaw(float(L0), float(A), float(alpha), float(C), peak, lam, float(np.sqrt(np.mean(r ** 2))), len(r))
 
 
 # ----------------------------------------------------------------------------- multi-power law
@@ -220,45 +255,30 @@ class MultiPowerLaw:
         return float(self.predict_curve(lr, [len(lr)])[0])
 
 
-def fit_multipower(runs, *, skip_frac: float = 0.1) -> MultiPowerLaw:
+def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) -> MultiPowerLaw:
     """:func:`fit_curve` with ``law="multipower"``.
 
     Variable projection: for fixed ``(alpha, log C, beta, gamma)`` the best ``L0, A, B`` solve a
-    linear least squares on the relative error; the four are searched by ``least_squares`` from a
-    few starts (bounds ``alpha`` in [0.02, 3], ``C`` in [1e-5, 1e3], ``beta`` in [0.02, 5],
+    linear least squares on the relative error; the four are searched by ``least_squares`` from
+    six starts (bounds ``alpha`` in [0.02, 3], ``C`` in [1e-5, 1e3], ``beta`` in [0.02, 5],
     ``gamma`` in [0, 2]) and the best fit is kept.
     """
-    from scipy.optimize import least_squares
-
-    peak, pts, n = _points(runs, skip_frac)
-    y = np.concatenate([p[2] for p in pts])
+    peak, pts, _ = _points(runs, skip_frac)
 
     def design(q):
         alpha, logc, beta, gamma = q
-        cols = []
-        for lr, steps, _ in pts:
+        out = []
+        for lr, steps, _, _ in pts:
             s1, d = _mpl_terms(lr, steps, peak=peak, C=math.exp(logc), beta=beta, gamma=gamma)
-            cols.append(np.column_stack([np.ones_like(s1), s1 ** (-alpha), -d]))
-        return np.concatenate(cols) / y[:, None]
-
-    def inner(q):
-        X = design(q)
-        coef, *_ = np.linalg.lstsq(X, np.ones_like(y), rcond=None)
-        return X @ coef - 1, coef
+            out.append(np.column_stack([np.ones_like(s1), s1 ** (-alpha), -d]))
+        return out
 
     lo, hi = [0.02, math.log(1e-5), 0.02, 0.0], [3.0, math.log(1e3), 5.0, 2.0]
-    best = None
-    for a0 in (0.3, 0.8):
-        for c0 in (1e-3, 1e-1, 10.0):
-            for b0 in (0.5,):
-                sol = least_squares(lambda q: inner(q)[0], x0=[a0, math.log(c0), b0, 0.5], bounds=(lo, hi),
-                                    x_scale=[0.3, 2.0, 0.3, 0.3], max_nfev=200)
-                if best is None or sol.cost < best.cost:
-                    best = sol
-    r, (L0, A, B) = inner(best.x)
-    alpha, logc, beta, gamma = map(float, best.x)
+    starts = [[a0, math.log(c0), 0.5, 0.5] for a0 in (0.3, 0.8) for c0 in (1e-3, 1e-1, 10.0)]
+    r, (L0, A, B), q = _varpro(pts, design, difference, starts, lo, hi, [0.3, 2.0, 0.3, 0.3])
+    alpha, logc, beta, gamma = map(float, q)
     return MultiPowerLaw(float(L0), float(A), alpha, float(B), math.exp(logc), beta, gamma, peak,
-                         float(np.sqrt(np.mean(r ** 2))), n)
+                         float(np.sqrt(np.mean(r ** 2))), len(r))
 
 
 # ----------------------------------------------------------------------------- sweep dirs
@@ -313,7 +333,7 @@ def _sweep_sizes(sweep_dir, loss: str):
     return by_size, finals
 
 
-def _fit_size(runs, *, fork_index: int, law: str, lam: float, min_others: int):
+def _fit_size(runs, *, fork_index: int, law: str, lam: float, min_others: int, difference: bool = False):
     """``(fitted law, fitted run ids, the size's other runs, trajectory name)``, or None with too few runs.
 
     The base is the size's trunk (group ``wsd_trunk``; else its longest run) plus the fork of
@@ -329,7 +349,7 @@ def _fit_size(runs, *, fork_index: int, law: str, lam: float, min_others: int):
     fitted = [(r[1], r[2], r[3]) for r in base]
     first = pick[0].fork_step + 1 if (trunks and pick[0].trunk == base[0][0].run_id and pick[0].fork_step) else 1
     fitted.append((pick[1], pick[2], pick[3], first))
-    fit = fit_curve(fitted, law=law, lam=lam)
+    fit = fit_curve(fitted, law=law, lam=lam, difference=difference)
     whiches = sorted({r[4] for r in base + [pick]})
     return fit, [r[0].run_id for r in base + [pick]], others, "+".join(whiches)
 
@@ -344,7 +364,7 @@ def _row(key, cell, lr, measured, fit, fitted_on, which) -> dict:
 
 
 def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam: float = LAMBDA,
-                     law: str = "annealing") -> list[dict]:
+                     law: str = "annealing", difference: bool = False) -> list[dict]:
     """Per model size of a WSD sweep: fit on the trunk plus one fork, predict every other run's final loss.
 
     Returns one row per predicted run: ``size`` (the model's d_model/n_layers name), ``run_id``,
@@ -353,13 +373,14 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
     ``predicted``, ``rel_error``, ``fitted_on`` (run ids), ``loss`` (the trajectory fitted:
     ``eval_loss`` or ``train_loss``), ``law`` and its fitted ``params``.
     Sizes without a trunk use their run with the longest horizon plus one other run.
+    ``difference``: the fork's points fitted as fork-minus-trunk gaps (:func:`fit_curve`).
     """
     if law not in LAWS:
         raise ConfigError(f"law={law!r}: choose one of {LAWS}")
     by_size, finals = _sweep_sizes(sweep_dir, loss)
     out = []
     for key, runs in sorted(by_size.items()):
-        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=2)
+        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=2, difference=difference)
         if got is None:
             continue
         fit, fitted_on, others, which = got
@@ -372,7 +393,7 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
 
 
 def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "auto", fork_index: int = 0,
-                       lam: float = LAMBDA, law: str = "annealing") -> list[dict]:
+                       lam: float = LAMBDA, law: str = "annealing", difference: bool = False) -> list[dict]:
     """Fit each size of ``sweep_dir`` (trunk + one fork), predict every cell of another experiment.
 
     ``experiment``: an experiment file whose planned cells (same model shapes, same peak LR) are
@@ -401,7 +422,7 @@ def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "au
     by_size, _ = _sweep_sizes(sweep_dir, loss)
     fits = {}
     for key, runs in sorted(by_size.items()):
-        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=1)
+        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=1, difference=difference)
         if got is not None:
             fits[key] = got
     out = []

@@ -214,3 +214,21 @@ def test_a_constant_run_and_its_cooldown_predict_another_experiments_cosine_runs
     argv[-3] = str(other)
     assert cli.main(argv) == 2
     assert "none of its run ids is a cell of" in capsys.readouterr().err
+
+
+def test_fork_minus_trunk_gaps_cancel_the_noise_both_runs_share():
+    """The same batches move a trunk and its fork together; fitting the fork as a gap to the trunk cancels that."""
+    wsd = OptimConfig(peak_lr=3e-3, warmup_steps=20, schedule="wsd", decay_frac=0.2)
+    trunk = lrs(dataclasses.replace(wsd, schedule="constant"), 4000)
+    fork = lrs(wsd, 2000)
+    st, sf = np.arange(25, 4001, 25), np.arange(25, 2001, 25)
+    plain, gaps = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        shared = 0.01 * rng.standard_normal(4001)  # 1% excursions, the same in both runs at the same step
+        yt = TRUE.predict_curve(trunk, st) * np.exp(shared[st] + 0.001 * rng.standard_normal(len(st)))
+        yf = TRUE.predict_curve(fork, sf) * np.exp(shared[sf] + 0.001 * rng.standard_normal(len(sf)))
+        runs = [(trunk, st, yt), (fork, sf, yf, 1601)]
+        plain.append(abs(fit_curve(runs).C / TRUE.C - 1))
+        gaps.append(abs(fit_curve(runs, difference=True).C / TRUE.C - 1))
+    assert max(gaps) < 0.15 and np.mean(gaps) < np.mean(plain) / 3, (plain, gaps)
