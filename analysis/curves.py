@@ -344,6 +344,9 @@ def _fit_size(runs, *, fork_index: int, law: str, lam: float, min_others: int, d
     others = sorted([r for r in runs if r[0].group != "wsd_trunk"], key=lambda r: r[0].steps)
     if len(others) < min_others + (0 if trunks else 1):
         return None
+    planned = len(getattr(trunks[0][0], "checkpoint_steps", ()) or ()) if trunks else 0
+    if planned and len([r for r in others if r[0].trunk == trunks[0][0].run_id]) < planned:
+        return None  # forks still training: "the k-th fork by horizon" would name another horizon
     base = trunks[:1] or [others.pop()]
     pick = others.pop(min(fork_index, len(others) - 1))
     fitted = [(r[1], r[2], r[3]) for r in base]
@@ -372,8 +375,8 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
     ``summary.json``, the results table's ``eval_loss``; else its last logged loss),
     ``predicted``, ``rel_error``, ``fitted_on`` (run ids), ``loss`` (the trajectory fitted:
     ``eval_loss`` or ``train_loss``), ``law`` and its fitted ``params``.
-    Sizes without a trunk use their run with the longest horizon plus one other run.
-    ``difference``: the fork's points fitted as fork-minus-trunk gaps (:func:`fit_curve`).
+    Sizes without a trunk use their run with the longest horizon plus one other run; sizes whose
+    trunk's forks have not all finished are left out.  ``difference``: the fork's points fitted as fork-minus-trunk gaps (:func:`fit_curve`).
     """
     if law not in LAWS:
         raise ConfigError(f"law={law!r}: choose one of {LAWS}")
