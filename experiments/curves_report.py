@@ -54,7 +54,7 @@ def main_(kind: str, sweep: str, out: str) -> None:
          "|---|---|---|---|---|---|---|---|---|"]
     for name, law, k, diff, argv in variants:
         res = run(argv)
-        (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+        (out / f"{name}.json").write_text(json.dumps(res, separators=(",", ":")) + "\n")
         s = res["summary"]
         (out / f"{name}.md").write_text(to_markdown(res["predictions"]))
         per = ", ".join(f"{size} {pct(v['median_abs_rel_error'])}" for size, v in s["by_size"].items())
