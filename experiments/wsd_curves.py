@@ -4,9 +4,9 @@
 (10k, 49k and 68k parameters), exactly the trunk and 6 forks of :mod:`wsd_quickstart` (its recipe
 with held-out evaluations every 25 steps; the sweep keeps the name ``wsd_quickstart``, so every
 cell's run id is the full sweep's and the two share a directory).  It exists because the full
-sweep took over an hour on the shared 2-core machine of 2026-12-05; fit-curves' measured numbers
-(docs/predicting.md, "Loss curves") come from these sizes plus whatever of the full sweep had
-finished (the d56 and d72 trunks).
+sweep looked to take over an hour on the shared 2-core machine of 2026-12-05, so these sizes were
+trained first; the full sweep then finished the other four in the same directory, and
+fit-curves' measured numbers (docs/predicting.md, "Loss curves") cover all 7 sizes.
 """
 
 import dataclasses
