@@ -149,14 +149,24 @@ def add_predict(subparsers) -> None:
 
     p = subparsers.add_parser("fit-curves", help="schedule-aware loss curves: predict a size's other runs from two",
                               description="Per model size of a sweep (WSD trunk + forks, or any runs of several "
-                                          "schedules): fit the LR-annealing law L = L0 + A*S1^-alpha - C*S2 "
-                                          "(Tissue et al. 2024) to the trunk's and one fork's trajectories, then "
-                                          "predict every other run's final loss from its LR schedule "
-                                          "(analysis.curves).")
+                                          "schedules): fit a loss-curve law (the LR-annealing law of Tissue et al. "
+                                          "2024, L = L0 + A*S1^-alpha - C*S2, or the multi-power law of Luo et al. "
+                                          "2025) to the trunk's and one fork's trajectories, then predict every "
+                                          "other run's final loss from its LR schedule, or with --predict every "
+                                          "run of another experiment of the same sizes (analysis.curves).")
     p.add_argument("sweep_dir", metavar="SWEEP_DIR")
+    p.add_argument("--law", choices=("annealing", "multipower"), default="annealing",
+                   help="annealing: Tissue et al. 2024 (4 constants); multipower: Luo et al. 2025 (7 constants)")
     p.add_argument("--loss", choices=("auto", "eval_loss", "train_loss"), default="auto",
                    help="which trajectory (auto: eval_loss when a run logged >= 6 evals, else train_loss)")
     p.add_argument("--fork-index", type=int, default=0, help="which fork (by horizon, 0 = shortest) joins the trunk")
+    p.add_argument("--difference", action="store_true",
+                   help="fit the fork's points as fork-minus-trunk gaps at steps both were evaluated "
+                        "(cancels the noise they share)")
+    p.add_argument("--predict", metavar="EXPERIMENT", default=None,
+                   help="predict this experiment's cells (same sizes and peak LRs) instead of SWEEP_DIR's other runs")
+    p.add_argument("--measured", metavar="TABLE", default=None,
+                   help="with --predict: that experiment's results (sweep dir or results.csv); eval_loss by run_id")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run_fit_curves)
 
@@ -360,20 +370,34 @@ def run_fit(args) -> int:
 
 def run_fit_curves(args) -> int:
     from analysis import curves
+    from analysis.errors import ConfigError
 
     try:
-        rows = curves.fit_sweep_curves(curves._path_ok(args.sweep_dir), loss=args.loss, fork_index=args.fork_index)
+        if (args.predict is None) != (args.measured is None):
+            raise ConfigError("--predict/--measured: give both (the experiment file to predict and its results "
+                              "table with the measured eval_loss) or neither")
+        if args.fork_index < 0:
+            raise ConfigError(f"--fork-index {args.fork_index}: must be >= 0 (0 = the shortest fork)")
+        if args.predict is not None:
+            rows = curves.predict_experiment(curves._path_ok(args.sweep_dir), args.predict, args.measured,
+                                             loss=args.loss, fork_index=args.fork_index, law=args.law,
+                                             difference=args.difference)
+        else:
+            rows = curves.fit_sweep_curves(curves._path_ok(args.sweep_dir), loss=args.loss,
+                                           fork_index=args.fork_index, law=args.law, difference=args.difference)
         if not rows:
-            from analysis.errors import ConfigError
             raise ConfigError(f"SWEEP_DIR {args.sweep_dir}: no size has a trunk (or a run) plus >= 2 other finished "
                               f"runs with trajectories; fit-curves predicts a size's other runs from two of them")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.format == "json":
-        print(json.dumps({"predictions": rows, "summary": curves.summarize(rows)}, indent=2))
+        print(json.dumps({"predictions": rows, "summary": curves.summarize(rows), "difference": args.difference},
+                         indent=2))
     else:
         print(curves.to_markdown(rows), end="")
+        if args.difference:
+            print("(the fork's points fitted as fork-minus-trunk gaps: --difference)")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Schedule-aware loss-curve laws: the loss at any step of any learning-rate schedule.
 
 A final loss depends on the whole LR schedule, not only on N and D: a WSD run's loss drops
-when it cools down, a cosine run's tracks its own horizon.  The **LR-annealing law** (Tissue
-et al. 2024, "Scaling law with learning rate annealing") writes the loss after step s of one
-model size as
+when it cools down, a cosine run's tracks its own horizon.  Two laws of one model size, both in
+``eta`` = the LR relative to the peak of the runs fitted (the constants absorb the scale):
+
+**LR-annealing law** (Tissue et al. 2024, "Scaling law with learning rate annealing"),
+``law="annealing"``::
 
     L(s) = L0 + A * S1(s)^(-alpha) - C * S2(s)
 
@@ -12,17 +14,29 @@ model size as
   annealing area, LR decreases accumulated with momentum ``lam`` (0.999 in the paper), so a
   cooldown's benefit builds up over the steps after the LR falls.
 
-``eta`` is the LR relative to the peak of the runs fitted (the law's constants absorb the
-scale).  LR *increases* (warmup) do not count as annealing.  Four constants per size
-(``L0, A, alpha, C``) fitted on one or two runs' trajectories (e.g. a WSD trunk and one fork)
-predict the loss of every other schedule of that size (the other forks' horizons, a cosine
-run): :func:`fit_curve` and :meth:`CurveLaw.predict_final`.
+**Multi-power law** (Luo et al. 2025, "A multi-power law for loss curve prediction across
+learning rate schedules"), ``law="multipower"``::
+
+    L(t) = L0 + A * S1(t)^(-alpha) - LD(t)
+    LD(t) = B * sum_{k<=t} (eta_{k-1} - eta_k)+ * G(eta_k^(-gamma) * S_k(t)),  G(x) = 1 - (C x + 1)^(-beta)
+    S_k(t) = sum_{k<=tau<=t} eta_tau
+
+each LR drop pays off as a saturating power of the LR area trained since, so a drop's benefit
+depends on how long and at what LR the run continued (seven constants; ``S1`` includes the
+warmup, the paper's ``S1 + S_W``).
+
+LR *increases* (warmup) never count as annealing.  Either law, fitted on one or two runs'
+trajectories (e.g. a WSD trunk and one fork), predicts the loss of every other schedule of that
+size (the other forks' horizons, a cosine run): :func:`fit_curve` and ``predict_final``.  A
+constant-LR run alone does not determine the annealing constants (their terms are zero on it):
+a fit needs at least one run that anneals.
 
 ``scaling fit-curves SWEEP_DIR`` does this per size for a sweep's run directories (their
 ``metrics.jsonl`` and the schedules in ``config.json``): for each size it fits the trunk (the
-run of group ``wsd_trunk``) plus one fork, predicts every other run's final loss, and prints
-prediction beside measurement.  Only the annealing law is implemented; the multi-power law
-(Luo et al. 2025) is not.
+run of group ``wsd_trunk``) plus one fork, predicts every other run's final loss (or, with
+``--predict EXP --measured TABLE``, every run of another experiment of the same sizes), and prints
+prediction beside measurement.  Held-out (eval) trajectories are preferred to training-batch
+losses when the runs logged them.
 """
 
 from __future__ import annotations
@@ -64,6 +78,11 @@ class CurveLaw:
     rmse: float = float("nan")  # relative, on the points fitted
     n_points: int = 0
 
+    name = "annealing"
+
+    def params(self) -> dict:
+        return {k: getattr(self, k) for k in ("L0", "A", "alpha", "C", "rmse")}
+
     def loss(self, s1, s2):
         return self.L0 + self.A * np.asarray(s1, dtype=np.float64) ** (-self.alpha) - self.C * np.asarray(s2)
 
@@ -78,48 +97,188 @@ class CurveLaw:
         return self.loss(s1[idx], s2[idx])
 
 
-def fit_curve(runs, *, lam: float = LAMBDA, skip_frac: float = 0.1) -> CurveLaw:
-    """Fit one size's law to ``runs``: ``[(lr per step, steps, losses), ...]``.
+LAWS = ("annealing", "multipower")
 
-    ``steps`` are the 1-based steps whose loss was logged.  The first ``skip_frac`` of each
-    trajectory (warmup and the fast initial drop, which no power law in S1 describes) is left
-    out.  Least squares on the relative error, from a small grid of starts (the problem is
-    linear in ``L0, A, C`` for fixed ``alpha``: ``alpha`` is scanned, then all four polished).
+
+def _points(runs, skip_frac: float):
+    """``(peak, [(lr, steps kept, losses kept, first_step)], n)``: the logged points a fit uses.
+
+    ``runs`` items are ``(lr, steps, losses)`` or ``(lr, steps, losses, first_step)``: a fork's
+    rows up to its fork step are its trunk's, so a fit that holds both keeps only the fork's
+    own steps (``first_step`` = fork step + 1), and each point counts once.
     """
-    from scipy.optimize import least_squares
-
     if not runs:
         raise ConfigError("runs: fit_curve needs at least one trajectory")
-    peak = max(float(np.max(lr)) for lr, _, _ in runs)
-    S1, S2, Y = [], [], []
-    for lr, steps, losses in runs:
-        steps, losses = np.asarray(steps, dtype=int), np.asarray(losses, dtype=np.float64)
-        ok = np.isfinite(losses) & (steps >= 1) & (steps <= len(lr))
-        steps, losses = steps[ok], losses[ok]
-        keep = steps > skip_frac * len(lr)
+    peak = max(float(np.max(r[0])) for r in runs)
+    out, n = [], 0
+    for r in runs:
+        lr, steps, losses = r[0], np.asarray(r[1], dtype=int), np.asarray(r[2], dtype=np.float64)
+        first = int(r[3]) if len(r) > 3 else 1
+        ok = np.isfinite(losses) & (steps >= max(1, first)) & (steps <= len(lr)) & (steps > skip_frac * len(lr))
+        out.append((np.asarray(lr, dtype=np.float64), steps[ok], losses[ok], first))
+        n += int(ok.sum())
+    if n < 8:
+        raise ConfigError(f"runs: {n} logged losses after the first {skip_frac:.0%} of steps; a curve law "
+                          f"needs >= 8 (log more often: log_every / eval_every)")
+    if not any(len(st) and np.any(np.diff(lr[: st.max()]) < 0) for lr, st, *_ in out):
+        raise ConfigError("runs: no fitted trajectory anneals (every LR is constant or rising up to its last "
+                          "logged loss), so the annealing constants are undetermined; fit a run with a cooldown too "
+                          "(e.g. a WSD fork of the constant-LR run)")
+    return peak, out, n
+
+
+def _system(pts, mats, difference: bool):
+    """``(X, t)`` of the relative least squares ``X @ coef ~ t`` over every fitted point.
+
+    ``mats[i]``: the design (one column per linear constant) at ``pts[i]``'s steps.  A point
+    normally asks ``model / loss = 1``.  With ``difference``, a fork's point at a step where the
+    first run (its trunk) was also evaluated asks instead that the model's fork-minus-trunk gap
+    equal the measured one (relative to the trunk's loss): both runs saw the same batches up to
+    there, so noise they share cancels.
+    """
+    Xb, (_, sb, yb, _) = mats[0], pts[0]
+    Xs, ts = [Xb / yb[:, None]], [np.ones_like(yb)]
+    where = {int(v): i for i, v in enumerate(sb)}
+    for X, (_, st, y, first) in zip(mats[1:], pts[1:]):
+        pair = np.array([difference and first > 1 and int(v) in where for v in st], dtype=bool)
+        if pair.any():
+            j = np.array([where[int(v)] for v in st[pair]], dtype=int)
+            Xs.append((X[pair] - Xb[j]) / yb[j, None]), ts.append((y[pair] - yb[j]) / yb[j])
+        Xs.append(X[~pair] / y[~pair, None]), ts.append(np.ones(int((~pair).sum())))
+    return np.concatenate(Xs), np.concatenate(ts)
+
+
+def _varpro(pts, design, difference, starts, lo, hi, x_scale):
+    """Best ``(residuals, linear coefs, nonlinear q)``: ``design(q) -> [matrix per run]``, linear part solved exactly."""
+    from scipy.optimize import least_squares
+
+    def inner(q):
+        X, t = _system(pts, design(q), difference)
+        coef, *_ = np.linalg.lstsq(X, t, rcond=None)
+        return X @ coef - t, coef
+
+    best = None
+    for q0 in starts:
+        sol = least_squares(lambda q: inner(q)[0], x0=q0, bounds=(lo, hi), x_scale=x_scale, max_nfev=200)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    r, coef = inner(best.x)
+    return r, coef, best.x
+
+
+def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: float = 0.1,
+              difference: bool = False):
+    """Fit one size's law (``annealing`` or ``multipower``) to ``runs``: ``[(lr per step, steps, losses), ...]``.
+
+    ``steps`` are the 1-based steps whose loss was logged (a 4th item, the first step to use,
+    drops a fork's copy of its trunk's rows and marks it a fork of ``runs[0]``).  The first
+    ``skip_frac`` of each trajectory (warmup and the fast initial drop, which no power law in S1
+    describes) is left out.  Least squares on the relative error, float64, by variable
+    projection (both laws are linear in ``L0``, ``A`` and their annealing amplitude for fixed
+    exponents: those are searched from a few starts, the rest solved exactly).  ``difference``:
+    fit a fork's points, where its trunk was evaluated at the same step, as fork-minus-trunk
+    gaps (:func:`_system`).  Returns a :class:`CurveLaw` or :class:`MultiPowerLaw`.
+    """
+    if law not in LAWS:
+        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
+    if law == "multipower":
+        return fit_multipower(runs, skip_frac=skip_frac, difference=difference)
+    return _fit_annealing(runs, lam=lam, skip_frac=skip_frac, difference=difference)
+
+
+def _fit_annealing(runs, *, lam: float, skip_frac: float, difference: bool = False) -> CurveLaw:
+    peak, pts, _ = _points(runs, skip_frac)
+    S = []
+    for lr, steps, _, _ in pts:
         s1, s2 = areas(lr, peak=peak, lam=lam)
-        S1.append(s1[steps[keep] - 1]), S2.append(s2[steps[keep] - 1]), Y.append(losses[keep])
-    s1, s2, y = np.concatenate(S1), np.concatenate(S2), np.concatenate(Y)
-    if len(y) < 6:
-        raise ConfigError(f"runs: {len(y)} logged losses after the first {skip_frac:.0%} of steps; a curve law "
-                          f"needs >= 6 (log more often: log_every / eval_every)")
+        S.append((s1[steps - 1], s2[steps - 1]))
 
-    def linear(alpha):  # best L0, A, C for this alpha (relative least squares)
-        X = np.column_stack([np.ones_like(s1), s1 ** (-alpha), -s2]) / y[:, None]
-        coef, *_ = np.linalg.lstsq(X, np.ones_like(y), rcond=None)
-        r = X @ coef - 1
-        return float(r @ r), coef
+    def design(q):
+        return [np.column_stack([np.ones_like(s1), s1 ** (-q[0]), -s2]) for s1, s2 in S]
 
-    best = min((linear(a) + (a,) for a in np.linspace(0.05, 2.0, 40)), key=lambda t: t[0])
-    _, (L0, A, C), alpha = best
+    def cost(alpha):
+        X, t = _system(pts, design([alpha]), difference)
+        coef, *_ = np.linalg.lstsq(X, t, rcond=None)
+        r = X @ coef - t
+        return float(r @ r)
 
-    def resid(p):
-        return (p[0] + p[1] * s1 ** (-p[2]) - p[3] * s2) / y - 1
+    a0 = min(np.linspace(0.05, 2.0, 40), key=cost)  # a scan, then a polish
+    r, (L0, A, C), (alpha,) = _varpro(pts, design, difference, [[a0]], [1e-3], [3.0], [0.1])
+    return CurveLaw(float(L0), float(A), float(alpha), float(C), peak, lam, float(np.sqrt(np.mean(r ** 2))), len(r))
 
-    sol = least_squares(resid, x0=[L0, A, alpha, C], bounds=([-np.inf, -np.inf, 1e-3, -np.inf], np.inf),
-                        x_scale="jac")
-    L0, A, alpha, C = map(float, sol.x)
-    return CurveLaw(L0, A, alpha, C, peak, lam, float(np.sqrt(np.mean(sol.fun ** 2))), int(len(y)))
+
+# ----------------------------------------------------------------------------- multi-power law
+def _mpl_terms(lr: np.ndarray, steps, *, peak: float, C: float, beta: float, gamma: float):
+    """``(S1, D)`` at 1-based ``steps``: ``L = L0 + A*S1^-alpha - B*D`` (see the module docstring)."""
+    eta = np.asarray(lr, dtype=np.float64) / peak
+    cum = np.cumsum(eta)
+    steps = np.asarray(steps, dtype=int)
+    drop = np.maximum(np.concatenate([[0.0], eta[:-1] - eta[1:]]), 0.0)
+    k = np.nonzero(drop > 0)[0]  # 0-based index of each step whose LR fell
+    s1 = cum[steps - 1]
+    if not len(k):
+        return s1, np.zeros(len(steps))
+    # S_k(t) = sum_{tau=k..t} eta_tau, for every (t, k) with k <= t
+    sk = s1[:, None] - cum[k][None, :] + eta[k][None, :]
+    x = np.maximum(sk, 0.0) * np.maximum(eta[k], 1e-12)[None, :] ** (-gamma)
+    g = 1.0 - (C * x + 1.0) ** (-beta)
+    g = np.where(k[None, :] <= (steps - 1)[:, None], g, 0.0)
+    return s1, g @ drop[k]
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiPowerLaw:
+    """A fitted multi-power law of one model size (Luo et al. 2025; see the module docstring)."""
+
+    L0: float
+    A: float
+    alpha: float
+    B: float
+    C: float
+    beta: float
+    gamma: float
+    peak: float
+    rmse: float = float("nan")  # relative, on the points fitted
+    n_points: int = 0
+
+    name = "multipower"
+
+    def params(self) -> dict:
+        return {k: getattr(self, k) for k in ("L0", "A", "alpha", "B", "C", "beta", "gamma", "rmse")}
+
+    def predict_curve(self, lr: np.ndarray, steps) -> np.ndarray:
+        s1, d = _mpl_terms(lr, steps, peak=self.peak, C=self.C, beta=self.beta, gamma=self.gamma)
+        return self.L0 + self.A * s1 ** (-self.alpha) - self.B * d
+
+    def predict_final(self, lr: np.ndarray) -> float:
+        """The loss after the last step of a run whose per-step LRs are ``lr``."""
+        return float(self.predict_curve(lr, [len(lr)])[0])
+
+
+def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) -> MultiPowerLaw:
+    """:func:`fit_curve` with ``law="multipower"``.
+
+    Variable projection: for fixed ``(alpha, log C, beta, gamma)`` the best ``L0, A, B`` solve a
+    linear least squares on the relative error; the four are searched by ``least_squares`` from
+    six starts (bounds ``alpha`` in [0.02, 3], ``C`` in [1e-5, 1e3], ``beta`` in [0.02, 5],
+    ``gamma`` in [0, 2]) and the best fit is kept.
+    """
+    peak, pts, _ = _points(runs, skip_frac)
+
+    def design(q):
+        alpha, logc, beta, gamma = q
+        out = []
+        for lr, steps, _, _ in pts:
+            s1, d = _mpl_terms(lr, steps, peak=peak, C=math.exp(logc), beta=beta, gamma=gamma)
+            out.append(np.column_stack([np.ones_like(s1), s1 ** (-alpha), -d]))
+        return out
+
+    lo, hi = [0.02, math.log(1e-5), 0.02, 0.0], [3.0, math.log(1e3), 5.0, 2.0]
+    starts = [[a0, math.log(c0), 0.5, 0.5] for a0 in (0.3, 0.8) for c0 in (1e-3, 1e-1, 10.0)]
+    r, (L0, A, B), q = _varpro(pts, design, difference, starts, lo, hi, [0.3, 2.0, 0.3, 0.3])
+    alpha, logc, beta, gamma = map(float, q)
+    return MultiPowerLaw(float(L0), float(A), alpha, float(B), math.exp(logc), beta, gamma, peak,
+                         float(np.sqrt(np.mean(r ** 2))), len(r))
 
 
 # ----------------------------------------------------------------------------- sweep dirs
@@ -147,14 +306,12 @@ def run_trajectory(run_dir, *, loss: str = "auto"):
     return cell, lr, np.array([p[0] for p in pts]), np.array([p[1] for p in pts], dtype=np.float64), which
 
 
-def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam: float = LAMBDA) -> list[dict]:
-    """Per model size of a WSD sweep: fit on the trunk plus one fork, predict every other run's final loss.
+def _size_key(cell) -> str:
+    return f"d{cell.model.d_model}-l{cell.model.n_layers}"
 
-    Returns one row per predicted run: ``size`` (the model's d_model/n_layers name), ``run_id``,
-    ``tokens``, ``measured`` (the run's final held-out loss from ``summary.json``; else its last
-    logged loss), ``predicted``, ``rel_error``, ``fitted_on`` (run ids), ``loss`` (the trajectory fitted).
-    Sizes without a trunk use their run with the longest horizon plus one other run.
-    """
+
+def _sweep_sizes(sweep_dir, loss: str):
+    """``({size: [(cell, lr, steps, losses, which)]}, {run_id: final eval loss})`` of a sweep's finished runs."""
     from scaling.rundir import sweep_runs
 
     by_size: dict[str, list] = {}
@@ -169,49 +326,157 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
             cell, lr, steps, losses, which = run_trajectory(rd.path, loss=loss)
         except ConfigError:
             continue
-        key = f"d{cell.model.d_model}-l{cell.model.n_layers}"
-        by_size.setdefault(key, []).append((cell, lr, steps, losses, which))
+        by_size.setdefault(_size_key(cell), []).append((cell, lr, steps, losses, which))
     if not by_size:
         raise ConfigError(f"sweep_dir {sweep_dir}: no finished run directory with a trajectory under runs/; "
                           f"fit-curves reads a sweep's runs/<run_id>/metrics.jsonl")
+    return by_size, finals
+
+
+def _fit_size(runs, *, fork_index: int, law: str, lam: float, min_others: int, difference: bool = False):
+    """``(fitted law, fitted run ids, the size's other runs, trajectory name)``, or None with too few runs.
+
+    The base is the size's trunk (group ``wsd_trunk``; else its longest run) plus the fork of
+    rank ``fork_index`` by horizon; a fork's rows up to its fork step (its trunk's) are not
+    fitted twice.
+    """
+    trunks = [r for r in runs if r[0].group == "wsd_trunk"]
+    others = sorted([r for r in runs if r[0].group != "wsd_trunk"], key=lambda r: r[0].steps)
+    if len(others) < min_others + (0 if trunks else 1):
+        return None
+    planned = len(getattr(trunks[0][0], "checkpoint_steps", ()) or ()) if trunks else 0
+    if planned and len([r for r in others if r[0].trunk == trunks[0][0].run_id]) < planned:
+        return None  # forks still training: "the k-th fork by horizon" would name another horizon
+    base = trunks[:1] or [others.pop()]
+    pick = others.pop(min(fork_index, len(others) - 1))
+    fitted = [(r[1], r[2], r[3]) for r in base]
+    first = pick[0].fork_step + 1 if (trunks and pick[0].trunk == base[0][0].run_id and pick[0].fork_step) else 1
+    fitted.append((pick[1], pick[2], pick[3], first))
+    fit = fit_curve(fitted, law=law, lam=lam, difference=difference)
+    whiches = sorted({r[4] for r in base + [pick]})
+    return fit, [r[0].run_id for r in base + [pick]], others, "+".join(whiches)
+
+
+def _row(key, cell, lr, measured, fit, fitted_on, which) -> dict:
+    pred = fit.predict_final(lr)
+    ok = measured is not None and measured == measured
+    return {"size": key, "run_id": cell.run_id, "schedule": cell.optim.schedule, "steps": cell.steps,
+            "tokens": cell.tokens_trained, "measured": measured if ok else float("nan"), "predicted": pred,
+            "rel_error": pred / measured - 1 if ok else None, "fitted_on": fitted_on, "loss": which,
+            "law": fit.name, "params": fit.params()}
+
+
+def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam: float = LAMBDA,
+                     law: str = "annealing", difference: bool = False) -> list[dict]:
+    """Per model size of a WSD sweep: fit on the trunk plus one fork, predict every other run's final loss.
+
+    Returns one row per predicted run: ``size`` (the model's d_model/n_layers name), ``run_id``,
+    ``schedule``, ``steps``, ``tokens``, ``measured`` (the run's final held-out loss from
+    ``summary.json``, the results table's ``eval_loss``; else its last logged loss),
+    ``predicted``, ``rel_error``, ``fitted_on`` (run ids), ``loss`` (the trajectory fitted:
+    ``eval_loss`` or ``train_loss``), ``law`` and its fitted ``params``.
+    Sizes without a trunk use their run with the longest horizon plus one other run; sizes whose
+    trunk's forks have not all finished are left out.  ``difference``: the fork's points fitted as fork-minus-trunk gaps (:func:`fit_curve`).
+    """
+    if law not in LAWS:
+        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
+    by_size, finals = _sweep_sizes(sweep_dir, loss)
     out = []
     for key, runs in sorted(by_size.items()):
-        trunks = [r for r in runs if r[0].group == "wsd_trunk"]
-        others = sorted([r for r in runs if r[0].group != "wsd_trunk"], key=lambda r: r[0].steps)
-        if len(others) < 2:
+        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=2, difference=difference)
+        if got is None:
             continue
-        base = trunks[:1] or [others.pop()]
-        pick = others.pop(min(fork_index, len(others) - 1))
-        law = fit_curve([(r[1], r[2], r[3]) for r in base + [pick]], lam=lam)
-        fitted_on = [r[0].run_id for r in base + [pick]]
-        for cell, lr, steps, losses, which in others:
+        fit, fitted_on, others, which = got
+        for cell, lr, steps, losses, _ in others:
             measured = finals.get(cell.run_id)
             if measured is None:  # no final eval: the last logged loss, if it is the run's last step
-                measured = float(losses[-1]) if len(losses) and steps[-1] == cell.steps else float("nan")
-            pred = law.predict_final(lr)
-            out.append({"size": key, "run_id": cell.run_id, "tokens": cell.tokens_trained, "measured": measured,
-                        "predicted": pred, "rel_error": pred / measured - 1 if measured == measured else None,
-                        "fitted_on": fitted_on, "loss": which,
-                        "law": {"L0": law.L0, "A": law.A, "alpha": law.alpha, "C": law.C, "rmse": law.rmse}})
+                measured = float(losses[-1]) if len(losses) and steps[-1] == cell.steps else None
+            out.append(_row(key, cell, lr, measured, fit, fitted_on, which))
+    return out
+
+
+def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "auto", fork_index: int = 0,
+                       lam: float = LAMBDA, law: str = "annealing", difference: bool = False) -> list[dict]:
+    """Fit each size of ``sweep_dir`` (trunk + one fork), predict every cell of another experiment.
+
+    ``experiment``: an experiment file whose planned cells (same model shapes, same peak LR) are
+    predicted from their own LR schedules; ``measured_table``: its results table (a sweep
+    directory or results.csv/.parquet) whose ``eval_loss`` by ``run_id`` is the measurement.  A
+    cell whose peak LR differs from its size's fitted runs is refused (the laws' constants hold
+    at the peak they were fitted at); cells of sizes not in ``sweep_dir`` are left out.
+    """
+    from analysis.data import load_results
+    from scaling.optim import learning_rate
+    from scaling.sweep import load_sweep, plan
+
+    if law not in LAWS:
+        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
+    cells = plan(load_sweep(experiment), estimate=False).cells  # bad file: refused before any fit
+    table = load_results(measured_table, what="--measured")
+    for col in ("run_id", "eval_loss"):
+        if col not in table.columns:
+            raise ConfigError(f"--measured {measured_table}: no {col!r} column; pass the results table of "
+                              f"{experiment} (`scaling sweep` writes results.csv)")
+    measured = {str(r): float(v) for r, v in zip(table["run_id"], table["eval_loss"]) if v == v}
+    mine = [c for c in cells if c.run_id in measured]
+    if not mine:
+        raise ConfigError(f"--measured {measured_table}: none of its run ids is a cell of {experiment}; pass the "
+                          f"table that experiment's sweep wrote (same recipe, same code)")
+    by_size, _ = _sweep_sizes(sweep_dir, loss)
+    fits = {}
+    for key, runs in sorted(by_size.items()):
+        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=1, difference=difference)
+        if got is not None:
+            fits[key] = got
+    out = []
+    for cell in sorted(mine, key=lambda c: (_size_key(c), c.steps)):
+        key = _size_key(cell)
+        if key not in fits:
+            continue
+        fit, fitted_on, _, which = fits[key]
+        if abs(cell.optim.peak_lr / fit.peak - 1) > 1e-3:
+            raise ConfigError(f"--predict {experiment}: cell {cell.run_id} has peak_lr {cell.optim.peak_lr:.4g} but "
+                              f"size {key} of {sweep_dir} was fitted at {fit.peak:.4g}; train the fitted runs at the "
+                              f"predicted runs' peak LR")
+        lr = np.asarray(learning_rate(cell.optim, cell.steps, np.arange(1, cell.steps + 1)), dtype=np.float64)
+        out.append(_row(key, cell, lr, measured[cell.run_id], fit, fitted_on, which))
+    if not out:
+        raise ConfigError(f"--predict {experiment}: no cell shares a model size with {sweep_dir} "
+                          f"(sizes there: {', '.join(sorted(fits)) or 'none with a trunk and a fork'})")
     return out
 
 
 def summarize(rows: list[dict]) -> dict:
-    errs = np.array([abs(r["rel_error"]) for r in rows if r["rel_error"] is not None])
-    return {"n_predicted": int(len(errs)), "median_abs_rel_error": float(np.median(errs)) if len(errs) else None,
-            "max_abs_rel_error": float(errs.max()) if len(errs) else None}
+    """Median and max |relative error|, overall and ``by_size``."""
+    def one(rs):
+        errs = np.array([abs(r["rel_error"]) for r in rs if r["rel_error"] is not None])
+        return {"n_predicted": int(len(errs)), "median_abs_rel_error": float(np.median(errs)) if len(errs) else None,
+                "max_abs_rel_error": float(errs.max()) if len(errs) else None}
+
+    out = one(rows)
+    out["by_size"] = {k: one([r for r in rows if r["size"] == k]) for k in sorted({r["size"] for r in rows})}
+    out["law"] = rows[0]["law"] if rows else None
+    out["loss"] = rows[0]["loss"] if rows else None
+    return out
 
 
 def to_markdown(rows: list[dict]) -> str:
-    L = ["| size | run | tokens | measured | predicted | error | fitted on |", "|---|---|---|---|---|---|---|"]
+    L = ["| size | run | schedule | tokens | measured | predicted | error | fitted on |",
+         "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         err = "-" if r["rel_error"] is None else f"{100 * r['rel_error']:+.2f}%"
-        L.append(f"| {r['size']} | {r['run_id']} | {r['tokens']:.3g} | {r['measured']:.4f} | {r['predicted']:.4f} | "
-                 f"{err} | {len(r['fitted_on'])} runs |")
+        L.append(f"| {r['size']} | {r['run_id']} | {r['schedule']} | {r['tokens']:.3g} | {r['measured']:.4f} | "
+                 f"{r['predicted']:.4f} | {err} | {len(r['fitted_on'])} runs |")
     s = summarize(rows)
     if s["n_predicted"]:
-        L += ["", f"{s['n_predicted']} final losses predicted; median |error| {100 * s['median_abs_rel_error']:.2f}%, "
-                  f"max {100 * s['max_abs_rel_error']:.2f}% ({rows[0]['loss']})."]
+        L += ["", "| size | predicted | median abs error | max abs error |", "|---|---|---|---|"]
+        for k, v in s["by_size"].items():
+            if v["n_predicted"]:
+                L.append(f"| {k} | {v['n_predicted']} | {100 * v['median_abs_rel_error']:.2f}% | "
+                         f"{100 * v['max_abs_rel_error']:.2f}% |")
+        L += ["", f"{s['n_predicted']} final losses predicted by the {s['law']} law fitted on {s['loss']} "
+                  f"trajectories; median |error| {100 * s['median_abs_rel_error']:.2f}%, "
+                  f"max {100 * s['max_abs_rel_error']:.2f}%."]
     return "\n".join(L) + "\n"
 
 

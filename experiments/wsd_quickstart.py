@@ -14,6 +14,10 @@ Same recipe as the quickstart (:mod:`quickstart`: bytes, seq 128, batch 16, 5% w
 shapes, and the quickstart's per-size LR rule times :data:`WSD_LR_FACTOR`: the cosine rule was
 fitted at 10 tokens per parameter, and a trunk that holds its peak for 80% of horizons up to 600
 tokens per parameter does best lower (measured by :mod:`wsd_lr_sweep`; README "Cheaper sweeps").
+
+Every run also evaluates on the held-out set every :data:`EVAL_EVERY` steps (evaluation does not
+change training), so each trunk and fork leaves an eval-loss trajectory that ``scaling fit-curves``
+fits (docs/predicting.md, "Loss curves").
 """
 
 import dataclasses
@@ -28,6 +32,9 @@ HORIZONS = (8e5, 1.6e6, 2.4e6, 3.2e6, 4.8e6, 6.4e6)  # tokens
 # best trunk LR / cosine rule, geometric mean over sizes (python experiments/wsd_lr_sweep.py runs/wsd_lr_sweep)
 WSD_LR_FACTOR = 0.650
 
+# eval-loss trajectories for `scaling fit-curves`: 100 points on a trunk, >= 3 in the shortest cooldown
+EVAL_EVERY = 25
+
 
 def wsd_peak_lr(model, counts) -> float:
     """The cosine rule scaled for WSD trunks (``Recipe.lr_rule``)."""
@@ -36,7 +43,7 @@ def wsd_peak_lr(model, counts) -> float:
 
 SWEEP = Sweep(
     name="wsd_quickstart",
-    recipe=dataclasses.replace(RECIPE, lr_rule=wsd_peak_lr),
+    recipe=dataclasses.replace(RECIPE, lr_rule=wsd_peak_lr, eval_every=EVAL_EVERY),
     grid=WSDFork(sizes=SIZES, tokens=HORIZONS, decay_frac=0.2,
                  decay_shape="linear"),
     family=shape,

@@ -130,6 +130,13 @@ CASES = [
     ("fit_curves_no_such_dir", ["fit-curves", "nodir"], ["SWEEP_DIR nodir", "not a directory"]),
     ("fit_curves_no_trajectories", ["fit-curves", "plain_dir"], ["no finished run directory with a trajectory",
                                                                   "metrics.jsonl"]),
+    ("fit_curves_predict_without_measured", ["fit-curves", "plain_dir", "--predict", "x.py"],
+     ["--predict/--measured", "give both"]),
+    ("fit_curves_negative_fork_index", ["fit-curves", "plain_dir", "--fork-index", "-1"], ["--fork-index -1", ">= 0"]),
+    ("fit_curves_predict_no_such_experiment", ["fit-curves", "plain_dir", "--predict", "nofile.py", "--measured", "hp.csv"],
+     ["experiment nofile.py: no such file"]),
+    ("fit_curves_measured_without_run_ids", ["fit-curves", "plain_dir", "--predict", QUICKSTART, "--measured", "hp.csv"],
+     ["--measured hp.csv", "no 'run_id' column"]),
     ("prepare_unknown_task", ["prepare", "--task", "nope"], ["data.task='nope'"]),
     ("prepare_unknown_vocab", ["prepare", "--task", "pystdlib", "--vocab", "bogus"], ["data.vocab='bogus'"]),
     # ---- downstream-task fits (scaling fit --task, analysis.tasks): refused before anything is fitted

@@ -1,7 +1,8 @@
 """Schedule-aware loss curves (``analysis.curves``, ``scaling fit-curves``): the LR-annealing law
-fitted on a trunk and one fork predicts the other forks' final losses.
+and the multi-power law fitted on a trunk and one fork predict the other forks' final losses,
+and a constant-LR run plus one cooldown predicts cosine runs.
 
-Trajectories come from a known law with 0.3% noise on the real schedules the trainer applies
+Trajectories come from a known law (with noise) on the real schedules the trainer applies
 (:func:`scaling.optim.learning_rate`), so the prediction error is checkable against the truth.
 """
 
@@ -13,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis.curves import CurveLaw, areas, fit_curve, fit_sweep_curves
+from analysis.curves import CurveLaw, MultiPowerLaw, areas, fit_curve, fit_sweep_curves, predict_experiment
 from scaling.config import Cell, ConfigError, ModelConfig, OptimConfig
 from scaling.optim import learning_rate
 from scaling.rundir import RunDir
@@ -93,3 +94,141 @@ def test_directories_without_trajectories_are_refused(tmp_path, capsys):
         fit_sweep_curves(tmp_path)
     assert cli.main(["fit-curves", str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+MPL = MultiPowerLaw(L0=1.5, A=2.0, alpha=0.5, B=0.4, C=0.05, beta=0.6, gamma=0.5, peak=3e-3)
+WSD = OptimConfig(peak_lr=3e-3, warmup_steps=20, schedule="wsd", decay_frac=0.2)
+
+
+def mpl_traj(lr, rng, noise, every=25):
+    steps = np.arange(every, len(lr) + 1, every)
+    return steps, MPL.predict_curve(lr, steps) * np.exp(noise * rng.standard_normal(len(steps)))
+
+
+def test_multipower_recovers_its_parameters_and_predicts_cosine_from_a_constant_run():
+    rng = np.random.default_rng(0)
+    const = lrs(dataclasses.replace(WSD, schedule="constant"), 2400)
+    fork = lrs(WSD, 3000)  # the constant run's cooldown: forked at step 2400
+    runs = [(const, *mpl_traj(const, rng, 0.0)), (fork, *mpl_traj(fork, rng, 0.0), 2401)]
+    law = fit_curve(runs, law="multipower")
+    for k in ("L0", "A", "alpha", "B", "C", "beta", "gamma"):
+        assert getattr(law, k) == pytest.approx(getattr(MPL, k), rel=1e-3), k
+    # 0.02% noise per point: the cosine runs of every horizon it never saw, within 1%
+    runs = [(const, *mpl_traj(const, rng, 2e-4)), (fork, *mpl_traj(fork, rng, 2e-4), 2401)]
+    law = fit_curve(runs, law="multipower")
+    assert law.rmse < 5e-4 and law.n_points == 87 + 24  # after the first 10%; the fork's copy of the trunk is not refitted
+    for T in (400, 1000, 2000, 3000):
+        cos = lrs(dataclasses.replace(WSD, schedule="cosine"), T)
+        assert abs(law.predict_final(cos) / MPL.predict_final(cos) - 1) < 0.01, T
+    # the cooldown is what pins the annealing: the constant run alone is refused
+    with pytest.raises(ConfigError, match="no fitted trajectory anneals"):
+        fit_curve(runs[:1], law="multipower")
+    with pytest.raises(ConfigError, match="law='power'"):
+        fit_curve(runs, law="power")
+
+
+def test_eval_trajectories_are_preferred_to_train_losses(tmp_path, capsys):
+    from scaling import cli
+
+    rng = np.random.default_rng(2)
+    truth = {}
+    for name, optim, steps, group in [("trunk", dataclasses.replace(WSD, schedule="constant"), 3200, "wsd_trunk"),
+                                      ("f1000", WSD, 1000, "wsd_fork"), ("f2000", WSD, 2000, "wsd_fork"),
+                                      ("f4000", WSD, 4000, "wsd_fork")]:
+        cell = Cell(model=MODEL, tokens=steps * 4 * 16, batch_size=4, optim=optim, name=name, group=group)
+        rd = RunDir(tmp_path / "runs" / cell.run_id)
+        rd.write_cell(cell)
+        lr = lrs(optim, steps)
+        s_eval, y_eval = trajectory(lr, rng, every=50)
+        # train losses: one batch each, 3% noise and 0.1 nats easier than held-out data
+        rows = [{"step": int(a), "train_loss": float(TRUE.predict_curve(lr, [a])[0] - 0.1 + 0.03 * rng.standard_normal()),
+                 "lr": float(lr[a - 1])} for a in range(10, steps + 1, 10)]
+        for a, y in zip(s_eval, y_eval):
+            rows[a // 10 - 1]["eval_loss"] = float(y)
+        rd.write_metrics(rows)
+        rd.finish({"run_id": cell.run_id, "state": "done", "steps": steps, "final_eval_loss": float(y_eval[-1])})
+        truth[cell.run_id] = TRUE.predict_final(lr)
+    rows = fit_sweep_curves(tmp_path)
+    assert len(rows) == 2 and {r["loss"] for r in rows} == {"eval_loss"}
+    for r in rows:
+        assert abs(r["predicted"] / truth[r["run_id"]] - 1) < 0.01
+    train = fit_sweep_curves(tmp_path, loss="train_loss")
+    assert {r["loss"] for r in train} == {"train_loss"}
+    assert max(abs(r["rel_error"]) for r in train) > max(abs(r["rel_error"]) for r in rows)
+    assert cli.main(["fit-curves", str(tmp_path), "--law", "multipower"]) == 0
+    out = capsys.readouterr().out
+    assert "multipower law fitted on eval_loss trajectories" in out
+
+
+EXP = """
+import dataclasses
+from scaling.config import DataConfig, ModelConfig, OptimConfig
+from scaling.sweep import {grid}, Recipe, Sweep
+
+def shape(n, V, L):
+    return ModelConfig(vocab_size=V, seq_len=L, d_model=8 * int(n), n_layers=1, n_heads=2, kv_size=4 * int(n),
+                       ffw_size=32, name=f"d{{8 * int(n)}}-l1")
+
+RECIPE = Recipe(data=DataConfig(task="synthetic_markov", repeat=True), seq_len=16, batch_size=4,
+                optim=OptimConfig(peak_lr=3e-3, warmup_steps=20, schedule="cosine"), warmup_frac=0.05,
+                eval_every={eval_every})
+SWEEP = Sweep(name="{name}", recipe=RECIPE, family=shape, grid={grid}(sizes=("1", "2"), tokens={tokens}))
+"""
+
+
+def test_a_constant_run_and_its_cooldown_predict_another_experiments_cosine_runs(tmp_path, capsys):
+    """``--predict EXP --measured TABLE``: fit each size's constant trunk + cooldown, predict EXP's cells."""
+    import pandas as pd
+
+    from scaling import cli
+    from scaling.sweep import load_sweep, plan
+
+    tps = 4 * 16
+    (tmp_path / "const.py").write_text(EXP.format(grid="WSDFork", eval_every=25, name="const", tokens=(3000 * tps,)))
+    (tmp_path / "cos.py").write_text(EXP.format(grid="NxD", eval_every=0, name="cos",
+                                                tokens=(400 * tps, 1000 * tps, 2000 * tps, 3000 * tps)))
+    rng = np.random.default_rng(3)
+    sweep = tmp_path / "sweep"
+    for cell in plan(load_sweep(tmp_path / "const.py"), estimate=False).cells:
+        rd = RunDir(sweep / "runs" / cell.run_id)
+        rd.write_cell(cell)
+        lr = lrs(cell.optim, cell.steps)
+        s, y = mpl_traj(lr * MPL.peak / cell.optim.peak_lr, rng, 2e-4)
+        rd.write_metrics([{"step": int(a), "eval_loss": float(b)} for a, b in zip(s, y)])
+        rd.finish({"run_id": cell.run_id, "state": "done", "steps": cell.steps})
+    cos = plan(load_sweep(tmp_path / "cos.py"), estimate=False).cells
+    truth = {c.run_id: MPL.predict_final(lrs(c.optim, c.steps) * MPL.peak / c.optim.peak_lr) for c in cos}
+    table = tmp_path / "results.csv"
+    pd.DataFrame({"run_id": list(truth), "eval_loss": list(truth.values())}).to_csv(table, index=False)
+    rows = predict_experiment(sweep, tmp_path / "cos.py", table, law="multipower")
+    assert len(rows) == 8 and {r["schedule"] for r in rows} == {"cosine"} and {r["size"] for r in rows} == {"d8-l1", "d16-l1"}
+    assert max(abs(r["rel_error"]) for r in rows) < 0.01
+    argv = ["fit-curves", str(sweep), "--law", "multipower", "--predict", str(tmp_path / "cos.py"), "--measured", str(table),
+            "--format", "json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["n_predicted"] == 8 and set(out["summary"]["by_size"]) == {"d8-l1", "d16-l1"}
+    # a table of another experiment: refused in one line, before any fit
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"run_id": ["x"], "eval_loss": [1.0]}).to_csv(other, index=False)
+    argv[-3] = str(other)
+    assert cli.main(argv) == 2
+    assert "none of its run ids is a cell of" in capsys.readouterr().err
+
+
+def test_fork_minus_trunk_gaps_cancel_the_noise_both_runs_share():
+    """The same batches move a trunk and its fork together; fitting the fork as a gap to the trunk cancels that."""
+    wsd = OptimConfig(peak_lr=3e-3, warmup_steps=20, schedule="wsd", decay_frac=0.2)
+    trunk = lrs(dataclasses.replace(wsd, schedule="constant"), 4000)
+    fork = lrs(wsd, 2000)
+    st, sf = np.arange(25, 4001, 25), np.arange(25, 2001, 25)
+    plain, gaps = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        shared = 0.01 * rng.standard_normal(4001)  # 1% excursions, the same in both runs at the same step
+        yt = TRUE.predict_curve(trunk, st) * np.exp(shared[st] + 0.001 * rng.standard_normal(len(st)))
+        yf = TRUE.predict_curve(fork, sf) * np.exp(shared[sf] + 0.001 * rng.standard_normal(len(sf)))
+        runs = [(trunk, st, yt), (fork, sf, yf, 1601)]
+        plain.append(abs(fit_curve(runs).C / TRUE.C - 1))
+        gaps.append(abs(fit_curve(runs, difference=True).C / TRUE.C - 1))
+    assert max(gaps) < 0.15 and np.mean(gaps) < np.mean(plain) / 3, (plain, gaps)
