@@ -284,6 +284,7 @@ def _make_task_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=b.seed, help=f"sampling seed (default {b.seed})")
     p.add_argument("--context-bytes", type=int, default=b.context_bytes,
                    help=f"most UTF-8 bytes of context (whole preceding lines; default {b.context_bytes})")
+    p.add_argument("--text-field", default="text", help="the field holding the text in .jsonl/.parquet files")
     p.add_argument("--min-choice-bytes", type=int, default=b.min_choice_bytes)
     p.add_argument("--max-choice-bytes", type=int, default=b.max_choice_bytes)
     p.set_defaults(func=cmd_make_task)
@@ -299,7 +300,7 @@ def cmd_make_task(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out {args.out}: is a directory; name the task file to write, e.g. task.jsonl")
-    docs = evaltasks.corpus_docs(args.corpus)
+    docs = evaltasks.corpus_docs(args.corpus, args.text_field)
     items = evaltasks.make_items(docs, n_items=args.n_items, n_choices=args.n_choices, seed=args.seed,
                                  context_bytes=args.context_bytes, min_choice_bytes=args.min_choice_bytes,
                                  max_choice_bytes=args.max_choice_bytes)

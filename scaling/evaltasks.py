@@ -519,12 +519,13 @@ def pystdlib_docs(root: str | None = None) -> list[tuple[str, str]]:
             if pystdlib.split_of(rel) == "validation"]
 
 
-def corpus_docs(corpus: str) -> list[tuple[str, str]]:
+def corpus_docs(corpus: str, text_field: str = "text") -> list[tuple[str, str]]:
     """Documents of ``corpus``: ``pystdlib`` (its held-out validation files), or a file, directory or glob.
 
     Files the project's corpus readers know (``.txt/.md``: one document per file, ``.jsonl``
     with a ``text`` field, ``.parquet``; :mod:`scaling.data.files`) are read by them; any other
     file that decodes as UTF-8 text (source code, ...) is one document.  Binary files are skipped.
+    ``text_field``: the JSONL / parquet field holding the text.
     """
     if corpus == "pystdlib":
         return pystdlib_docs()
@@ -544,7 +545,7 @@ def corpus_docs(corpus: str) -> list[tuple[str, str]]:
             continue
         st = os.stat(p)
         entry = F.FileEntry(p, rel, fmt, codec, st.st_size, st.st_mtime_ns, "data")
-        for k, t in enumerate(F.read_piece(entry, F.Piece(0), text_field="text", txt_lines=False,
+        for k, t in enumerate(F.read_piece(entry, F.Piece(0), text_field=text_field, txt_lines=False,
                                            skip_bad_lines=False, counts=F.Counts())):
             out.append((f"{rel}#{k}" if fmt != "txt" else rel, t))
     if not out:

@@ -108,6 +108,16 @@ def test_choice_tokens_and_bytes_exact(tokenizers, kind):
 
 
 # ---- scoring == a direct per-choice log-likelihood -------------------------------------------
+def _init(model, seq_len: int, seed: int = 0):
+    """Parameters of ``model`` (jitted: op-by-op init is slow), without flax's partitioning boxes."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    z = jnp.zeros((1, seq_len), jnp.int32)
+    return jax.jit(lambda k: nn.meta.unbox(model.init(k, z)["params"]))(jax.random.PRNGKey(seed))
+
+
 def test_scoring_equals_direct_log_likelihood():
     import jax
     import jax.numpy as jnp
@@ -118,9 +128,7 @@ def test_scoring_equals_direct_log_likelihood():
     cfg = ModelConfig(vocab_size=259, seq_len=64, d_model=16, n_layers=1, n_heads=2, kv_size=8, ffw_size=32,
                       scan_layers=False, attention="einsum", compute_dtype="float32")
     model = Decoder(cfg)
-    z = jnp.zeros((1, 64), jnp.int32)
-    params = model.init(jax.random.PRNGKey(3), z, jnp.ones((1, 64), jnp.int32), z)["params"]
-    params = jax.tree.map(lambda x: getattr(x, "value", x), params, is_leaf=lambda x: hasattr(x, "value"))
+    params = _init(model, 64, seed=3)
     items = UNICODE_ITEMS + [{"context": "ab" * (i + 3), "choices": ["c" * (i % 5 + 1), "d" * 3, "abab"],
                               "gold": i % 3} for i in range(5)]
     task = _task(items)
@@ -263,3 +271,31 @@ def test_changed_task_is_refused(runs, tmp_path):
     assert changed.run_id == cell.run_id  # tasks are not part of the run identity ...
     with pytest.raises(ConfigError, match="another version"):  # ... so versions are checked by sha
         train(changed, tmp / "full")
+
+
+def test_token_nll_chunked_equals_plain(monkeypatch):
+    """Large logits are read out in sequence chunks: the per-token NLL must not change."""
+    import jax
+    import jax.numpy as jnp
+
+    from scaling import loss
+    from scaling.model import Decoder
+
+    cfg = ModelConfig(vocab_size=259, seq_len=32, d_model=16, n_layers=1, n_heads=2, kv_size=8, ffw_size=32,
+                      scan_layers=False, attention="einsum", compute_dtype="float32")
+    model = Decoder(cfg)
+    rng = np.random.default_rng(0)
+    tgt = rng.integers(3, 259, (2, 32)).astype(np.int32)
+    batch = {"decoder_input_tokens": jnp.asarray(np.concatenate([np.zeros((2, 1), np.int32), tgt[:, :-1]], 1)),
+             "decoder_target_tokens": jnp.asarray(tgt), "decoder_segment_ids": jnp.ones((2, 32), jnp.int32),
+             "decoder_positions": jnp.asarray(np.tile(np.arange(32, dtype=np.int32), (2, 1))),
+             "decoder_loss_weights": jnp.asarray(rng.integers(0, 2, (2, 32)).astype(np.float32))}
+    params = _init(model, 32)
+    plain = np.asarray(jax.jit(lambda p, b: loss.token_nll(model, p, b))(params, batch))
+    monkeypatch.setattr(loss, "CHUNK_BYTES", 2 * 259 * 4 * 8)  # 8 positions per chunk
+    assert loss.loss_chunk_len(cfg, 2, 32) == 8
+    chunked = np.asarray(jax.jit(lambda p, b: loss.token_nll(model, p, b))(params, batch))
+    np.testing.assert_allclose(chunked, plain, rtol=1e-5, atol=1e-6)
+    assert (plain[np.asarray(batch["decoder_loss_weights"]) == 0] == 0).all()
+    s, _ = jax.jit(lambda p, b: loss.loss_sums(model, p, b, chunk_len=0))(params, batch)
+    assert float(s) == pytest.approx(plain.sum(), rel=1e-5)
