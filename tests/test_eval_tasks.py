@@ -283,3 +283,17 @@ def test_changed_task_is_refused(runs, tmp_path):
     with pytest.raises(ConfigError, match="another version"):  # ... so versions are checked by sha
         train(changed, tmp / "full")
 
+
+
+def test_stacked_members_report_their_tasks(runs, tmp_path):
+    """train_stacked scores each member's tasks from the one vmapped eval program, like train alone."""
+    from scaling.stacked import train_stacked
+
+    cell = runs["cell"]
+    other = dataclasses.replace(cell, optim=dataclasses.replace(cell.optim, peak_lr=3e-3), name="tasks_b")
+    a, b = train_stacked([cell, other], [tmp_path / "a", tmp_path / "b"])
+    assert a["stacked"] == 2 and a["timing"]["tasks"] > 0
+    want, got = runs["full"]["tasks"]["nl"], a["tasks"]["nl"]
+    assert got["sha"] == want["sha"] and got["bpb"] == pytest.approx(want["bpb"], rel=1e-4)
+    assert abs(got["acc"] - want["acc"]) <= 1 / 24 + 1e-9  # at most one near-tie flipped by batched kernels
+    assert b["tasks"]["nl"]["bpb"] != got["bpb"]  # the other member's own parameters
