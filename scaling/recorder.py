@@ -316,8 +316,9 @@ class Recorder:
 
         ``evaluate()`` returns ``(eval_loss, eval_bpb)`` of the updated parameters and
         ``score_tasks()`` the downstream task metrics (``{"task/<name>/acc": ...}``, timed as the
-        ``tasks`` phase); both are only called on eval steps, never for a diverged state.  ``tokens_per_s`` is the throughput
-        since the last row; the caller restarts that window when a row was logged.
+        ``tasks`` phase); both are only called on eval steps, never for a diverged state.
+        ``tokens_per_s`` is the throughput since the last row; the caller restarts that window
+        when a row was logged.
         """
         cell = self.cell
         self.last["loss"] = loss
@@ -450,7 +451,7 @@ class Recorder:
         }
 
     def _task_summary(self) -> dict:
-        """``{name: {acc, acc_norm, bpb, n_items, sha, path}}`` of the last scored eval (numbers None if never scored)."""
+        """``{name: {acc, acc_norm, bpb, n_items, sha, path}}`` of the last scored eval (None: never scored)."""
         from scaling.evaltasks import METRICS, column
 
         last = self.last.get("tasks") or {}

@@ -20,7 +20,8 @@ The loop below reads top to bottom:
    checkpoint at ``cell.fork_step``.
 4. **Loop.**  One jitted step per optimiser update; the learning rate and every other
    optimiser number are host-computed and traced (:mod:`scaling.optim`).  Eval runs every
-   ``eval_every`` steps and at the end.  Checkpoints every ``checkpoint_every`` steps (async),
+   ``eval_every`` steps and at the end, and scores the cell's downstream tasks with the same
+   compiled program (:mod:`scaling.evaltasks`).  Checkpoints every ``checkpoint_every`` steps (async),
    at the end, and on SIGTERM (then the process exits with status 143).  A non-finite loss,
    or one ``max_loss_spike`` nats above the running minimum, ends the run as ``diverged``
    (the bad state is never checkpointed).

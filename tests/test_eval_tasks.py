@@ -187,8 +187,8 @@ def _corpus(tmp_path):
     d.mkdir()
     rng = np.random.default_rng(0)
     for f in range(4):
-        lines = [("    " * int(rng.integers(3))) + " ".join(f"w{int(x)}" for x in rng.integers(0, 50, rng.integers(2, 6)))
-                 for _ in range(60)]
+        lines = [("    " * int(rng.integers(3)))
+                 + " ".join(f"w{int(x)}" for x in rng.integers(0, 50, rng.integers(2, 6))) for _ in range(60)]
         (d / f"f{f}.py").write_text("\n".join(lines) + "\n")
     return d
 
