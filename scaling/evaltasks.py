@@ -16,7 +16,9 @@ built-in).  Tasks do not change training, so they are not part of the run id; in
 task's content hash (``sha``: sha256 of the file's bytes, or of the built-in's generated JSONL)
 is recorded in every checkpoint's meta and in ``summary.json``, and a run never mixes versions:
 resuming from a checkpoint scored with another version of a task, or asking a finished run for a
-task version it was not scored with, is refused with one line (train into a fresh ``--out``).
+task version other than the one it was scored with, is refused with one line (train into a fresh
+``--out``).  A run that finished before a task was listed is not rescored: it keeps its numbers,
+without that task's, and a one-line note says so.
 
 **Scoring** (:class:`PackedTask`, :meth:`PackedTask.metrics`).  Each (context, choice) pair is
 tokenized as the text ``context + choice``; the choice's tokens are those after the longest
@@ -258,19 +260,27 @@ def precheck(eval_tasks, data, seq_len: int) -> tuple[Task, ...]:
 
 
 def check_finished(cell, summary: dict, where) -> None:
-    """Refuse (one line) a finished run that was not scored with exactly the configured task versions.
+    """A finished run asked for its tasks: refuse (one line) one scored with another version of a task.
 
-    Rescoring is not done: a finished run's numbers stay those of its own last eval.
+    A finished run is not rescored.  One that was never scored on a configured task (it finished
+    before the task was listed) keeps its numbers: a one-line note says so, and its results have
+    no ``task/<name>/...`` values (nothing is mixed: it holds no version of the task at all).
     """
+    import sys
+
     from scaling.data import default_data_dir
 
     recorded = {n: (d or {}).get("sha") for n, d in (summary.get("tasks") or {}).items()}
     for t in load_tasks(cell.eval_tasks, data_dir=default_data_dir(cell.data)):
         then = recorded.get(t.name)
-        if then != t.sha:
-            how = "without it" if then is None else f"with another version (sha {then[:12]}, now {t.sha[:12]})"
-            raise ConfigError(f"run_dir {where}: finished {how} of task {t.name!r}, and a run never mixes task "
-                              f"versions; train into a fresh --out directory, or leave --eval-task {t.name} out")
+        if then is None:
+            print(f"note: run_dir {where}: finished before task {t.name!r} was configured; it is not rescored (its "
+                  f"task/{t.name}/... columns stay empty): train into a fresh --out directory to score it",
+                  file=sys.stderr, flush=True)
+        elif then != t.sha:
+            raise ConfigError(f"run_dir {where}: finished with another version of task {t.name!r} (sha {then[:12]}, "
+                              f"now {t.sha[:12]}), and a run never mixes task versions; train into a fresh --out "
+                              f"directory, or give the new version another name")
 
 
 # ----------------------------------------------------------------------------------------

@@ -155,8 +155,6 @@ CASES = [
     ("task_on_synthetic_data", ["train", "--task", "synthetic_markov", "--d-model", "32", "--n-layers", "1", "--n-heads",
                                 "2", "--seq-len", "64", "--batch", "8", "--tokens", "20480", "--eval-task",
                                 "t=task_ok.jsonl", "--out", "o"], ["no text tokenizer", "text task"]),
-    ("task_finished_run_without_it", B + ["--d-model", "32", "--eval-task", "t=task_ok.jsonl", "--out", "finished"],
-     ["finished without", "task 't'", "fresh --out"]),
     ("sweep_task_gold_out_of_range", ["sweep", QUICKSTART, "--out", "s", "--eval-task", "t=task_gold.jsonl"],
      ["task_gold.jsonl, line 1", "'gold'"]),
     ("sweep_task_name_twice", ["sweep", QUICKSTART, "--out", "s", "--eval-task", "pystdlib_nextline=task_ok.jsonl"],

@@ -271,11 +271,14 @@ def test_resume_gives_identical_task_metrics(runs):
     assert runs["full"]["tasks"] == runs["resumed"]["tasks"]
 
 
-def test_changed_task_is_refused(runs, tmp_path):
+def test_changed_task_is_refused(runs, tmp_path, capsys):
     from scaling.train import train
 
     cell, tmp = runs["cell"], runs["tmp"]
     assert train(cell, tmp / "full")["tasks"] == runs["full"]["tasks"]  # finished: the same numbers back
+    added = dataclasses.replace(cell, eval_tasks=cell.eval_tasks + E.normalize([f"nl2={tmp / 'task.jsonl'}"]))
+    assert train(added, tmp / "full")["tasks"] == runs["full"]["tasks"]  # a task listed later: not rescored
+    assert "finished before task 'nl2' was configured" in capsys.readouterr().err
     other = tmp_path / "other.jsonl"
     other.write_text((tmp / "task.jsonl").read_text().replace('"gold": 0', '"gold": 1', 1))
     changed = dataclasses.replace(cell, eval_tasks=E.normalize([f"nl={other}"]))
