@@ -22,6 +22,9 @@ Why the recipe looks the way it does (each choice removes a known small-scale tr
   want larger LRs; a single LR tuned for the middle under-trains the ends of every parabola
   and biases the exponent (Porian et al. 2024).
 * **Short warmup** (5% of steps, at most 50): long warmups waste a large share of short runs.
+
+Every cell also reports the built-in downstream task ``pystdlib_nextline`` (accuracy, accuracy per
+byte, the correct lines' bits per byte: columns ``task/pystdlib_nextline/...`` of the results).
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ RECIPE = Recipe(
     eval_batches=8,
     log_every=25,
     checkpoint_every=500,
+    # scored at the end of every cell (eval_every=0): "which of 4 lines is the real next line", made from
+    # the corpus's held-out files (docs/tasks.md); not part of the run ids
+    eval_tasks=("pystdlib_nextline",),
 )
 
 SWEEP = Sweep(

@@ -6,6 +6,7 @@ notebooks and scripts can do the same without the shell:
 * ``scaling train``  one cell into one run directory (:func:`scaling.train.train`;
   ``--tracker wandb|mlflow`` also logs it there, :mod:`scaling.trackers`);
 * ``scaling count``  parameter bases and FLOPs per token (:mod:`scaling.accounting`);
+* ``scaling make-task``  a multiple-choice task file from a corpus (:mod:`scaling.evaltasks`);
 * ``scaling plan | sweep | status``  sweeps (:mod:`scaling.launch.commands`);
 * ``scaling fit``  Chinchilla Approaches 1-3 on any table (:mod:`analysis.cli`);
 * ``scaling fit-hp``  learning-rate (and batch) laws on an HP sweep's table (:mod:`analysis.hp`).
@@ -116,8 +117,19 @@ def _train_parser(sub) -> None:
     p.add_argument("--eval-batches", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--name", help="readable run name (the run id adds a hash)")
+    add_eval_task_flag(p)
     add_tracker_flag(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_eval_task_flag(p: argparse.ArgumentParser) -> None:
+    """``--eval-task NAME=PATH`` (repeatable), shared by ``scaling train`` and ``scaling sweep``."""
+    from scaling.evaltasks import BUILTINS
+
+    p.add_argument("--eval-task", action="append", default=[], metavar="NAME=PATH", dest="eval_task",
+                   help="a multiple-choice task scored at every eval (JSONL lines {context, choices, gold}; "
+                        f"repeatable; a built-in by NAME alone: {', '.join(BUILTINS)}); not part of the run id "
+                        "(docs: tasks)")
 
 
 def add_tracker_flag(p: argparse.ArgumentParser) -> None:
@@ -188,6 +200,10 @@ def build_cell(args) -> Cell:
             kw[field] = getattr(args, attr)
     if args.mesh is not None:
         kw["mesh"] = MeshConfig.parse(args.mesh)
+    if getattr(args, "eval_task", None):
+        from scaling.evaltasks import normalize
+
+        kw["eval_tasks"] = normalize(tuple(base.eval_tasks) + tuple(args.eval_task))
     if "name" not in kw and base.name == "run":
         kw["name"] = model.name or f"d{model.d_model}-l{model.n_layers}"
     return dataclasses.replace(base, **kw).validate()
@@ -200,6 +216,10 @@ def cmd_train(args) -> int:
     args.settings = args.settings.with_trackers(args.tracker)
     trackers.require(args.settings.trackers)  # a missing extra: one line, before the cell is built
     cell = build_cell(args)
+    if cell.eval_tasks:  # task files read and checked before anything is written or compiled
+        from scaling.evaltasks import precheck
+
+        precheck(cell.eval_tasks, args.settings.resolve_data(cell.data), cell.model.seq_len)
     check_out_dir(args.out, "--out")
     from scaling import train as train_mod
     from scaling.programs import backend_name
@@ -247,6 +267,55 @@ def cmd_count(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ make-task
+def _make_task_parser(sub) -> None:
+    from scaling.evaltasks import BUILTINS
+
+    b = BUILTINS["pystdlib_nextline"]
+    p = sub.add_parser("make-task", help="build a 'which line comes next' multiple-choice task file from a corpus",
+                       description="Write a JSONL task ({context, choices, gold} per line) for --eval-task: each item "
+                                   "is a line of a document, its preceding lines as context, and distractor lines of "
+                                   "the same length from other documents. Same arguments, same file.")
+    p.add_argument("corpus", help="'pystdlib' (its held-out files), or a file, directory or glob of text "
+                                  "(.txt/.md, .jsonl with a text field, .parquet, or any UTF-8 text such as code)")
+    p.add_argument("--out", required=True, help="the task file to write (.jsonl)")
+    p.add_argument("--n-items", type=int, default=b.n_items, help=f"items (default {b.n_items})")
+    p.add_argument("--n-choices", type=int, default=b.n_choices, help=f"choices per item (default {b.n_choices})")
+    p.add_argument("--seed", type=int, default=b.seed, help=f"sampling seed (default {b.seed})")
+    p.add_argument("--context-bytes", type=int, default=b.context_bytes,
+                   help=f"most UTF-8 bytes of context (whole preceding lines; default {b.context_bytes})")
+    p.add_argument("--text-field", default="text", help="the field holding the text in .jsonl/.parquet files")
+    p.add_argument("--min-choice-bytes", type=int, default=b.min_choice_bytes)
+    p.add_argument("--max-choice-bytes", type=int, default=b.max_choice_bytes)
+    p.set_defaults(func=cmd_make_task)
+
+
+def cmd_make_task(args) -> int:
+    import hashlib
+
+    from scaling import evaltasks
+
+    if args.context_bytes < 1:
+        raise ConfigError(f"--context-bytes {args.context_bytes}: must be >= 1")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {args.out}: is a directory; name the task file to write, e.g. task.jsonl")
+    docs = evaltasks.corpus_docs(args.corpus, args.text_field)
+    items = evaltasks.make_items(docs, n_items=args.n_items, n_choices=args.n_choices, seed=args.seed,
+                                 context_bytes=args.context_bytes, min_choice_bytes=args.min_choice_bytes,
+                                 max_choice_bytes=args.max_choice_bytes)
+    text = evaltasks.items_jsonl(items)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--out {args.out}: cannot write ({e.strerror or e}); choose a writable path") from None
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    print(f"{len(items)} items x {args.n_choices} choices from {len(docs)} documents -> {out} (sha {sha[:12]}); "
+          f"use: --eval-task NAME={out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__.split("\n\n")[0],
@@ -254,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _count_parser(sub)
+    _make_task_parser(sub)
     from scaling.launch import commands as launch_commands
 
     launch_commands.add_commands(sub)

@@ -399,8 +399,10 @@ class MeshConfig:
 # ----------------------------------------------------------------------------------------
 
 # Fields of Cell that do not change the numbers a run produces; left out of the run hash.
+# ``eval_tasks`` only adds scores of the same parameters (scaling.evaltasks records each task's content
+# hash in the checkpoints and the summary instead, so a run never mixes two versions of a task).
 _NON_RESULT_FIELDS = ("name", "mesh", "log_every", "checkpoint_every", "checkpoint_steps", "keep_last",
-                      "keep_every", "budget", "flops_convention", "group", "max_loss_spike")
+                      "keep_every", "budget", "flops_convention", "group", "max_loss_spike", "eval_tasks")
 # Fields added after run ids were first published: hashed only when they differ from these values,
 # so every run id planned before they existed stays the same.
 _HASHED_UNLESS = {("trunk",): "", ("fork_step",): 0, ("optim", "decay_shape"): "linear",
@@ -419,7 +421,8 @@ class Cell:
     many micro-batches.  ``eval_every`` (steps) and ``eval_batches`` x ``eval_batch_size``
     sequences control held-out evaluation, which also always runs at the final step; the
     eval set is independent of the training batch, so every cell of a sweep is scored on the
-    same validation tokens.  ``budget`` and
+    same validation tokens.  ``eval_tasks``: downstream multiple-choice tasks ``((name, path), ...)``
+    scored at every eval (:mod:`scaling.evaltasks`; not part of the run id).  ``budget`` and
     ``flops_convention`` record which IsoFLOP budget (if any) the cell was planned for.
     """
 
@@ -446,6 +449,7 @@ class Cell:
     checkpoint_steps: tuple[int, ...] = ()  # also checkpoint at these steps, and keep them
     trunk: str = ""  # run id of the WSD trunk this cell forks from ("" for a cell trained from scratch)
     fork_step: int = 0  # the trunk step this fork starts from
+    eval_tasks: tuple[tuple[str, str], ...] = ()  # (name, JSONL path or builtin:NAME), scored at every eval
 
     @property
     def tokens_per_step(self) -> int:
@@ -482,6 +486,11 @@ class Cell:
                  f"budget={self.budget}: a FLOP budget must be positive")
         _require(all(isinstance(s, int) and 1 <= s <= self.steps for s in self.checkpoint_steps),
                  f"checkpoint_steps={self.checkpoint_steps}: every step must be in [1, {self.steps}]")
+        names = [t[0] if isinstance(t, tuple) and len(t) == 2 else None for t in self.eval_tasks]
+        _require(isinstance(self.eval_tasks, tuple) and None not in names,
+                 f"eval_tasks={self.eval_tasks!r}: must be a tuple of (name, path) pairs")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        _require(not dup, f"eval_tasks: task name {dup[0] if dup else ''!r} is used twice; give each task its own name")
         if self.trunk:
             _require(isinstance(self.fork_step, int) and 1 <= self.fork_step < self.steps,
                      f"fork_step={self.fork_step}: a fork starts at a trunk step in [1, {self.steps - 1}] "
@@ -556,6 +565,8 @@ def cell_from_dict(d: Mapping[str, Any]) -> Cell:
         d["mesh"] = _build(MeshConfig, d["mesh"])
     if "checkpoint_steps" in d:
         d["checkpoint_steps"] = tuple(int(s) for s in d["checkpoint_steps"])
+    if "eval_tasks" in d:
+        d["eval_tasks"] = tuple(tuple(t) for t in d["eval_tasks"])
     return _build(Cell, d)
 
 

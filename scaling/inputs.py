@@ -73,6 +73,9 @@ class RunInputs:
         self.val_src = like.val_src if like else sdata.open_source(data, "validation", cfg.seq_len)
         self.info = self.train_src.info
         sdata.check_budget(self.info, cell.tokens_trained, cell.data.repeat)
+        # downstream tasks: read, validated against seq_len with this run's tokenizer, and packed
+        # into eval batches here, before any compile (scaling.evaltasks)
+        self.tasks = like.tasks if like else self._open_tasks(sdata.default_data_dir(data))
 
         # ---- accounting ----------------------------------------------------------------
         self.flops_per_token = accounting.flops_per_token_all(cfg)
@@ -97,6 +100,34 @@ class RunInputs:
         return [global_batch(self.val_src.batch(i, eB, seed=EVAL_SEED, process_index=self.process_index,
                                                 process_count=self.process_count), EVAL_KEYS, sharding)
                 for i in range(self.cell.eval_batches)]
+
+    def _open_tasks(self, data_dir: str) -> tuple:
+        from scaling import evaltasks
+
+        if not self.cell.eval_tasks:
+            return ()
+        loaded = evaltasks.load_tasks(self.cell.eval_tasks, data_dir=data_dir)
+        return tuple(evaltasks.PackedTask(t, self.val_src.vocab, self.cell.model.seq_len, self.cell.eval_batch_size)
+                     for t in loaded)
+
+    def task_shas(self) -> dict:
+        """``{task name: sha256 of its content}`` (recorded in checkpoints and the summary)."""
+        return {p.task.name: p.task.sha for p in self.tasks}
+
+    def task_batches(self, sharding) -> list[list[dict]]:
+        """Per task, its packed eval batches (global arrays, rows split over processes like the eval set)."""
+        return [[global_batch(p.host_batch(b, self.process_index, self.process_count), EVAL_KEYS, sharding)
+                 for b in range(len(p.batches))] for p in self.tasks]
+
+    def task_numbers(self, token_nll) -> dict:
+        """``{"task/<name>/acc": ..., ".../acc_norm", ".../bpb"}`` from each task's per-batch ``token_nll``."""
+        from scaling.evaltasks import column
+
+        out = {}
+        for p, toks in zip(self.tasks, token_nll):
+            for k, v in p.metrics(toks).items():
+                out[column(p.task.name, k)] = v
+        return out
 
     def eval_numbers(self, outs) -> tuple[float, float | None]:
         """(mean eval loss in nats, bits per byte or None) from the eval program's per-batch sums."""

@@ -78,6 +78,39 @@ def loss_sums(model, params, batch, *, chunk_len: int | None = None):
     return _chunked_nll_sum(model.cfg, params, hidden, targets, w, chunk_len), jnp.sum(w)
 
 
+def token_nll(model, params, batch):
+    """``[B, L]`` weighted token NLL in nats (what :func:`loss_sums` sums), for per-sequence scores.
+
+    The plain path for small logits; above :data:`CHUNK_BYTES` the readout runs one sequence
+    chunk at a time (forward only: nothing is kept for a backward pass).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from scaling.model import readout
+
+    tokens = batch["decoder_input_tokens"]
+    B, L = tokens.shape
+    chunk_len = loss_chunk_len(model.cfg, B, L, _batch_shards())
+    w = batch["decoder_loss_weights"].astype(jnp.float32)
+    targets = batch["decoder_target_tokens"]
+    args = (tokens, batch["decoder_segment_ids"], batch["decoder_positions"])
+    if not chunk_len or chunk_len >= L:
+        return _token_nll(model.apply({"params": params}, *args), targets) * w
+    hidden = model.apply({"params": params}, *args, return_hidden=True)
+    n = L // chunk_len
+
+    def chunks(x):  # [B, L, ...] -> [n, B, chunk_len, ...]
+        return jnp.swapaxes(x.reshape(B, n, chunk_len, *x.shape[2:]), 0, 1)
+
+    def body(_, xs):
+        h, t, wt = xs
+        return None, _token_nll(readout(model.cfg, params, h), t) * wt
+
+    _, out = jax.lax.scan(body, None, (chunks(hidden), chunks(targets), chunks(w)))
+    return jnp.swapaxes(out, 0, 1).reshape(B, L)
+
+
 def _token_nll(logits, targets):
     import jax
     import jax.numpy as jnp

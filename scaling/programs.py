@@ -5,7 +5,9 @@
 * ``init(rng) -> state``: the train state ``{step, params, opt_state, rng}``;
 * ``step(state, batch, hp) -> (state, {'loss', 'grad_norm'})``: one optimiser update
   (``grad_accum`` micro-batches scanned inside it);
-* ``eval(params, batch) -> {'nll', 'weight', 'bytes'}``: held-out sums.
+* ``eval(params, batch) -> {'nll', 'weight', 'bytes', 'token_nll'}``: held-out sums, and the
+  weighted per-token NLL ``[rows, seq_len]`` that scores downstream tasks (:mod:`scaling.evaltasks`)
+  with the same compiled program.
 
 They depend only on the model config, the batch sizes, ``grad_accum`` and the mesh
 (:func:`program_key`): never on the token budget, the schedule or any optimiser number (the
@@ -23,7 +25,7 @@ import dataclasses
 from typing import Any
 
 from scaling.config import Cell, ConfigError
-from scaling.loss import loss_sums
+from scaling.loss import loss_sums, token_nll
 from scaling.optim import HPARAMS, init_opt_state, make_optimizer
 
 # The packed-batch features a train step reads, and what eval reads on top (the UTF-8 bytes
@@ -94,14 +96,20 @@ def make_train_step(model, grad_accum: int):
 
 
 def make_eval_step(model):
-    """``eval(params, batch) -> {nll, weight, bytes}``: sums over the batch (bytes only where loss weight > 0)."""
+    """``eval(params, batch) -> {nll, weight, bytes, token_nll}``: sums over the batch (bytes only where loss
+    weight > 0) and the weighted NLL of every token.
+
+    One program serves the held-out loss and the downstream tasks (whose batches weight only the
+    choices' tokens), so scoring tasks costs no compile of its own.
+    """
     import jax.numpy as jnp
 
     def step(params, batch):
-        s, w = loss_sums(model, params, batch)
+        tok = token_nll(model, params, batch)
+        w = jnp.sum(batch["decoder_loss_weights"].astype(jnp.float32))
         nbytes = jnp.sum(jnp.where(batch["decoder_loss_weights"] > 0, batch["decoder_target_bytes"], 0)
                          .astype(jnp.float32))
-        return {"nll": s, "weight": w, "bytes": nbytes}
+        return {"nll": jnp.sum(tok), "weight": w, "bytes": nbytes, "token_nll": tok}
 
     return step
 

@@ -37,7 +37,7 @@ from scaling.config import Cell, ConfigError, to_dict
 from scaling.optim import effective_warmup
 from scaling.rundir import RunDir, finite_or_none
 
-PHASES = ("startup", "compile", "data", "train", "eval", "checkpoint")
+PHASES = ("startup", "compile", "data", "train", "eval", "tasks", "checkpoint")
 
 
 class Timer:
@@ -186,7 +186,7 @@ class Recorder:
         self.ckpt = self.tb = self.metrics_file = self.trackers = None
         self.param_counts = None
         self.running_min = math.inf
-        self.last = {"loss": None, "eval_loss": None, "eval_bpb": None}
+        self.last = {"loss": None, "eval_loss": None, "eval_bpb": None, "tasks": {}}
 
     @property
     def end_step(self) -> int:
@@ -222,6 +222,7 @@ class Recorder:
             saved = self.ckpt.read_meta(latest).get("param_layout", "unrolled")
             state, meta = self.ckpt.restore(latest, _in_layout(abstract_state, saved))
             self._check_corpus(meta, f"its checkpoint at step {latest}")
+            self._check_tasks(meta, f"its checkpoint at step {latest}")
             return _to_layout(state, abstract_state), int(jax.device_get(state["step"])), meta
 
     def _check_corpus(self, meta: dict, what: str) -> None:
@@ -230,6 +231,15 @@ class Recorder:
         if then and now and then != now:
             raise ConfigError(f"run {self.cell.run_id}: the corpus changed since {what} (corpus hash {then[:12]} -> "
                               f"{now[:12]}); restore the data, or train into a fresh --out directory")
+
+    def _check_tasks(self, meta: dict, what: str) -> None:
+        """A run never mixes two versions of a downstream task: one scored before ``what`` must be unchanged."""
+        then, now = (meta or {}).get("eval_tasks") or {}, self.inputs.task_shas()
+        for name, sha in now.items():
+            if then.get(name) and then[name] != sha:
+                raise ConfigError(f"run {self.cell.run_id}: task {name!r} changed since {what} (sha {then[name][:12]} "
+                                  f"-> {sha[:12]}); its earlier scores used the old version: restore the task file, "
+                                  f"give the new one another name, or train into a fresh --out directory")
 
     def restore_fork(self, abstract_state) -> tuple[Any, int, dict]:
         """A WSD fork's first start: ``(state, fork_step, meta)`` from its trunk's checkpoint at the fork step.
@@ -255,6 +265,7 @@ class Recorder:
             saved = read_step_meta(trunk.checkpoints, k).get("param_layout", "unrolled")
             state, meta = restore_step(trunk.checkpoints, k, _in_layout(abstract_state, saved))
             self._check_corpus(meta, f"its trunk's checkpoint at step {k}")
+            self._check_tasks(meta, f"its trunk's checkpoint at step {k}")
             state = _to_layout(state, abstract_state)
         if self.writes:
             self.run_dir.write_metrics([r for r in trunk.read_metrics() if r.get("step", 0) <= k])
@@ -269,10 +280,12 @@ class Recorder:
             self.running_min = min(losses) if losses else math.inf
         # a resumed run reports the last logged values until it logs new ones (e.g. when the final
         # checkpoint was written but the process died before SUCCESS: nothing is left to train)
-        self.last = {"loss": rows[-1].get("train_loss") if rows else None, "eval_loss": None, "eval_bpb": None}
+        self.last = {"loss": rows[-1].get("train_loss") if rows else None, "eval_loss": None, "eval_bpb": None,
+                     "tasks": {}}
         for r in reversed(rows):
             if r.get("eval_loss") is not None:
                 self.last["eval_loss"], self.last["eval_bpb"] = r["eval_loss"], r.get("eval_bpb")
+                self.last["tasks"] = {k: v for k, v in r.items() if k.startswith("task/")}
                 break
 
     def count_params(self, params) -> None:
@@ -298,12 +311,14 @@ class Recorder:
 
     # ---- per step -------------------------------------------------------------------
     def after_step(self, step: int, lr: float, loss: float, grad_norm: float, evaluate,
-                   tokens_per_s) -> tuple[bool, bool]:
+                   tokens_per_s, score_tasks=None) -> tuple[bool, bool]:
         """Bookkeeping of one finished update: divergence check, eval, metrics row; ``(diverged, logged)``.
 
-        ``evaluate()`` returns ``(eval_loss, eval_bpb)`` of the updated parameters; it is only
-        called on eval steps, never for a diverged state.  ``tokens_per_s`` is the throughput
-        since the last row; the caller restarts that window when a row was logged.
+        ``evaluate()`` returns ``(eval_loss, eval_bpb)`` of the updated parameters and
+        ``score_tasks()`` the downstream task metrics (``{"task/<name>/acc": ...}``, timed as the
+        ``tasks`` phase); both are only called on eval steps, never for a diverged state.
+        ``tokens_per_s`` is the throughput since the last row; the caller restarts that window
+        when a row was logged.
         """
         cell = self.cell
         self.last["loss"] = loss
@@ -320,10 +335,15 @@ class Recorder:
             with self.timer("eval"):
                 ev_loss, ev_bpb = evaluate()
             self.last["eval_loss"], self.last["eval_bpb"] = ev_loss, ev_bpb
+            if score_tasks is not None and self.inputs.tasks:
+                with self.timer("tasks"):
+                    self.last["tasks"] = score_tasks()
 
         logged = diverged or do_eval or is_last or step % cell.log_every == 0 or step == self.end_step
         if logged and self.writes:
             row = self._row(step, lr, loss, grad_norm, ev_loss, ev_bpb, tokens_per_s)
+            if do_eval:
+                row.update(self.last["tasks"])
             self.metrics_file.write(json.dumps(row) + "\n")
             self.metrics_file.flush()
             for k, v in row.items():
@@ -341,7 +361,8 @@ class Recorder:
             with self.timer("checkpoint"):
                 meta = {"step": step, "data_position": step, "running_min_loss": finite_or_none(self.running_min),
                         "cell": to_dict(self.cell), "run_id": self.cell.run_id,
-                        "corpus_hash": self.inputs.info.corpus_hash, "param_layout": _layout(self.cell)}
+                        "corpus_hash": self.inputs.info.corpus_hash, "param_layout": _layout(self.cell),
+                        "eval_tasks": self.inputs.task_shas()}
                 self.ckpt.save(step, get_state(), meta)
                 if stopping:
                     self.ckpt.wait()
@@ -426,4 +447,13 @@ class Recorder:
             "batch_size": cell.batch_size, "seq_len": cfg.seq_len, "grad_accum": cell.grad_accum,
             "mesh": dict(inputs.mesh.shape), "model": dataclasses.asdict(cfg),
             "trunk": cell.trunk or None, "fork_step": cell.fork_step or None,
+            "tasks": self._task_summary(),
         }
+
+    def _task_summary(self) -> dict:
+        """``{name: {acc, acc_norm, bpb, n_items, sha, path}}`` of the last scored eval (None: never scored)."""
+        from scaling.evaltasks import METRICS, column
+
+        last = self.last.get("tasks") or {}
+        return {p.task.name: {**{m: last.get(column(p.task.name, m)) for m in METRICS}, "n_items": p.task.n_items,
+                              "sha": p.task.sha, "path": p.task.path} for p in self.inputs.tasks}

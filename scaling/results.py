@@ -40,6 +40,17 @@ predicted_loss      a Ladder rung (group ladder): the loss pre-registered in its
 predicted_pi_lo/hi  its prediction interval, and prediction_inside: the measured eval_loss in it
 parametrization     standard | mup | completep (the model's; ``scaling fit-hp`` groups by it)
 =================== =====================================================================
+
+Then, for every downstream task ``<name>`` any run was scored on (:mod:`scaling.evaltasks`;
+empty for runs without it), sorted by name:
+
+========================= ===============================================================
+task/<name>/acc           final accuracy: the choice of highest summed log-probability
+task/<name>/acc_norm      final accuracy with log-probabilities per UTF-8 byte of the choice
+task/<name>/bpb           the correct choices' loss in bits per UTF-8 byte (sum NLL / ln 2 / sum bytes)
+task/<name>/n_items       items in the task
+task/<name>/sha           sha256 of the task's content (rows of one task must agree on it)
+========================= ===============================================================
 """
 
 from __future__ import annotations
@@ -60,6 +71,13 @@ TAIL_COLUMNS = ["eval_loss", "eval_bpb", "train_loss", "steps", "batch_size", "s
                 "corpus_hash", "vocab_hash", "group", "task", "entropy_rate", "trunk", "fork_step", "parametrization",
                 "predicted_loss", "predicted_pi_lo", "predicted_pi_hi", "prediction_inside"]
 COLUMNS = BASE_COLUMNS + [f"flops_{c}" for c in CONVENTIONS] + TAIL_COLUMNS
+TASK_FIELDS = ("acc", "acc_norm", "bpb", "n_items", "sha")  # task/<name>/<field> columns, per task
+
+
+def task_columns(rows: list[dict]) -> list[str]:
+    """The ``task/<name>/<field>`` columns of these rows: tasks sorted by name, fields in TASK_FIELDS order."""
+    names = sorted({c.split("/")[1] for r in rows for c in r if c.startswith("task/")})
+    return [f"task/{n}/{f}" for n in names for f in TASK_FIELDS]
 
 
 def read_summaries(out: str | os.PathLike) -> list[dict]:
@@ -97,6 +115,9 @@ def summary_row(s: dict) -> dict:
                task=s.get("task"), entropy_rate=s.get("entropy_rate"), trunk=s.get("trunk"),
                fork_step=s.get("fork_step"),
                parametrization=(s.get("model") or {}).get("parametrization", "standard"))
+    for name, t in sorted((s.get("tasks") or {}).items()):
+        for f in TASK_FIELDS:
+            row[f"task/{name}/{f}"] = (t or {}).get(f)
     return row
 
 
@@ -114,7 +135,7 @@ def build_table(out: str | os.PathLike, run_ids=None):
     if run_ids is not None:
         keep = set(run_ids)
         rows = [r for r in rows if r["run_id"] in keep]
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS + task_columns(rows))
     return df.drop_duplicates("run_id").reset_index(drop=True)
 
 

@@ -85,7 +85,7 @@ from scaling.train import check_entry, prepare_process, train
 # step count (one loop drives all members), the data (one shared eval set, one source), and the
 # eval/log/checkpoint cadence (members log, evaluate and checkpoint at the same steps).
 STACK_FIELDS = ("model", "batch_size", "grad_accum", "eval_batch_size", "mesh", "steps", "data",
-                "eval_every", "eval_batches", "log_every", "checkpoint_every")
+                "eval_every", "eval_batches", "log_every", "checkpoint_every", "eval_tasks")
 
 
 def stack_key(cell: Cell) -> tuple:
@@ -354,6 +354,7 @@ class _Stack:
             state, start = got
             with timer("data"):
                 eval_data = lead.inputs.eval_batches(progs.rows_sharding)
+                self.task_data = lead.inputs.task_batches(progs.rows_sharding)
             params0 = jax.device_get(progs.take(state, np.int32(0))["params"])
             for m in members:
                 m.count_params(params0)
@@ -395,11 +396,19 @@ class _Stack:
                         sums.extend(jax.device_get([progs.eval(params, b) for b in eval_data]))
                     return members[i].inputs.eval_numbers([{k: v[i] for k, v in o.items()} for o in sums])
 
+                tsums: list = []  # likewise the tasks: per task, per batch, token_nll [K, rows, seq_len]
+
+                def score_tasks(i, params=state["params"]):
+                    if not tsums:
+                        tsums.extend(jax.device_get([[progs.eval(params, b)["token_nll"] for b in bs]
+                                                     for bs in self.task_data]))
+                    return members[i].inputs.task_numbers([[t[i] for t in per] for per in tsums])
+
                 stopping, logged_any = guard.requested, False
                 for i in list(alive):
                     diverged, logged = members[i].after_step(
                         step, float(hp_np[i, 0]), float(out["loss"][i]), float(out["grad_norm"][i]),
-                        lambda i=i: evaluate(i), tput.window())
+                        lambda i=i: evaluate(i), tput.window(), lambda i=i: score_tasks(i))
                     if diverged:  # finished here; its bad state is not checkpointed, the others go on
                         alive.remove(i)
                         done[i] = self._finish(i, "diverged", step, tput)

@@ -94,6 +94,7 @@ class Recipe:
     keep_last: int = 2
     keep_every: int = 0
     max_loss_spike: float = 0.0
+    eval_tasks: tuple = ()  # downstream tasks: "NAME=PATH" or a built-in "NAME" (or (name, path) pairs)
 
     @property
     def tokens_per_step(self) -> int:
@@ -105,8 +106,11 @@ class Recipe:
         Every Cell field the recipe has (by name: :data:`RECIPE_CELL_FIELDS`) is copied; the
         planner sets the rest (:data:`PLANNER_CELL_FIELDS`).
         """
-        return Cell(model=model, tokens=steps * self.tokens_per_step,
-                    **{f: getattr(self, f) for f in RECIPE_CELL_FIELDS})
+        from scaling.evaltasks import normalize
+
+        fields = {f: getattr(self, f) for f in RECIPE_CELL_FIELDS}
+        fields["eval_tasks"] = normalize(self.eval_tasks)  # (name, absolute path): workers may run elsewhere
+        return Cell(model=model, tokens=steps * self.tokens_per_step, **fields)
 
 
 # Cell fields the planner (or a grid) decides per cell; every other Cell field comes from the recipe.
@@ -156,6 +160,9 @@ class Sweep:
             raise ConfigError(f"recipe.batch_size={r.batch_size}, seq_len={r.seq_len}: need batch >= 1 and "
                               f"seq_len >= 2")
         r.optim.validate()
+        from scaling.evaltasks import normalize
+
+        normalize(r.eval_tasks)  # malformed specs and names used twice, before any cell
         if not (callable(getattr(self.grid, "validate", None)) and callable(getattr(self.grid, "expand", None))):
             raise ConfigError(f"sweep.grid: {type(self.grid).__name__} is not a grid; use NxD, IsoFLOP, Allocation, "
                               f"WSDFork, HPGrid or Ladder")

@@ -20,7 +20,8 @@ The loop below reads top to bottom:
    checkpoint at ``cell.fork_step``.
 4. **Loop.**  One jitted step per optimiser update; the learning rate and every other
    optimiser number are host-computed and traced (:mod:`scaling.optim`).  Eval runs every
-   ``eval_every`` steps and at the end.  Checkpoints every ``checkpoint_every`` steps (async),
+   ``eval_every`` steps and at the end, and scores the cell's downstream tasks with the same
+   compiled program (:mod:`scaling.evaltasks`).  Checkpoints every ``checkpoint_every`` steps (async),
    at the end, and on SIGTERM (then the process exits with status 143).  A non-finite loss,
    or one ``max_loss_spike`` nats above the running minimum, ends the run as ``diverged``
    (the bad state is never checkpointed).
@@ -52,7 +53,12 @@ def check_entry(cell: Cell, run_dir: RunDir, stop_after_step: int | None = None)
     note = run_dir.check_cell(cell)
     if note:
         print(f"note: {note}", file=sys.stderr, flush=True)
-    return run_dir.finished_summary()
+    done = run_dir.finished_summary()
+    if done is not None and cell.eval_tasks:
+        from scaling.evaltasks import check_finished
+
+        check_finished(cell, done, run_dir.path)
+    return done
 
 
 def prepare_process(settings) -> None:
@@ -114,12 +120,16 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
     rec.resume(start, meta)
     with timer("data"):
         eval_data = inputs.eval_batches(progs.batch_sharding)
+        task_data = inputs.task_batches(progs.batch_sharding)
     rec.count_params(jax.device_get(state["params"]))
     timer.t["startup"] = max(0.0, (time.perf_counter() - t_entry) - sum(timer.t.values()))
     rec.open_writers(start)
 
     def evaluate():
         return inputs.eval_numbers([eval_fn(state["params"], b) for b in eval_data])
+
+    def score_tasks():  # the eval program again: its per-token NLL on each task's packed batches
+        return inputs.task_numbers([[eval_fn(state["params"], b)["token_nll"] for b in bs] for bs in task_data])
 
     guard = install_sigterm_handler(None)  # the loop polls guard.requested and saves itself
     outcome = "done"
@@ -146,7 +156,8 @@ def train(cell: Cell, run_dir, *, stop_after_step: int | None = None, settings=N
                     state, out = step_fn(state, batch, hp)
                     loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
             tput.add(time.perf_counter() - t_step)
-            diverged, logged = rec.after_step(step, float(hp_np[0]), loss, grad_norm, evaluate, tput.window())
+            diverged, logged = rec.after_step(step, float(hp_np[0]), loss, grad_norm, evaluate, tput.window(),
+                                              score_tasks)
             if logged:
                 tput.reset_window()
             if diverged:

@@ -152,6 +152,36 @@ CASES = [
     ("fit_task_no_bpb", ["fit", "task_no_bpb.csv", "--task", "demo"], ["task/demo/bpb", "--task-method gadre"]),
     ("fit_at_without_task", ["fit", "tasks.csv", "--at", "1e5,1e7"], ["--at/--at-c", "--task NAME"]),
     ("fit_task_bad_chance", ["fit", "tasks.csv", "--task", "demo", "--chance", "4"], ["--chance 4", "(0, 1)"]),
+    # ---- downstream task files (issue 25): file, line and field, before any compute
+    ("task_missing_field", B + ["--d-model", "32", "--eval-task", "t=task_missing.jsonl", "--out", "o"],
+     ["task_missing.jsonl, line 2", "missing field 'gold'"]),
+    ("task_gold_out_of_range", B + ["--d-model", "32", "--eval-task", "t=task_gold.jsonl", "--out", "o"],
+     ["task_gold.jsonl, line 1", "'gold' is 2, out of range", "[0, 1]"]),
+    ("task_one_choice", B + ["--d-model", "32", "--eval-task", "t=task_one_choice.jsonl", "--out", "o"],
+     ["task_one_choice.jsonl, line 1", "'choices' has 1 entries", "at least 2"]),
+    ("task_empty_context", B + ["--d-model", "32", "--eval-task", "t=task_empty_context.jsonl", "--out", "o"],
+     ["task_empty_context.jsonl, line 1", "'context' is empty"]),
+    ("task_empty_choice", B + ["--d-model", "32", "--eval-task", "t=task_empty_choice.jsonl", "--out", "o"],
+     ["task_empty_choice.jsonl, line 1", "'choices[1]' is empty"]),
+    ("task_malformed_json", B + ["--d-model", "32", "--eval-task", "t=task_torn.jsonl", "--out", "o"],
+     ["task_torn.jsonl, line 2", "not valid JSON"]),
+    ("task_longer_than_seq_len", B + ["--d-model", "32", "--eval-task", "t=task_long.jsonl", "--out", "o"],
+     ["task_long.jsonl, line 2", "(id 'long')", "'choices[0]'", "seq_len=64", "larger --seq-len", "shorten"]),
+    ("task_name_used_twice", B + ["--d-model", "32", "--eval-task", "t=task_ok.jsonl", "--eval-task", "t=task_gold.jsonl",
+                                  "--out", "o"], ["task name 't' is used twice"]),
+    ("task_not_a_builtin", B + ["--d-model", "32", "--eval-task", "nosuch", "--out", "o"], ["'nosuch' is not a built-in"]),
+    ("task_file_missing", B + ["--d-model", "32", "--eval-task", "t=nofile.jsonl", "--out", "o"],
+     ["nofile.jsonl", "no such task file"]),
+    ("task_on_synthetic_data", ["train", "--task", "synthetic_markov", "--d-model", "32", "--n-layers", "1", "--n-heads",
+                                "2", "--seq-len", "64", "--batch", "8", "--tokens", "20480", "--eval-task",
+                                "t=task_ok.jsonl", "--out", "o"], ["no text tokenizer", "text task"]),
+    ("sweep_task_gold_out_of_range", ["sweep", QUICKSTART, "--out", "s", "--eval-task", "t=task_gold.jsonl"],
+     ["task_gold.jsonl, line 1", "'gold'"]),
+    ("sweep_task_name_twice", ["sweep", QUICKSTART, "--out", "s", "--eval-task", "pystdlib_nextline=task_ok.jsonl"],
+     ["'pystdlib_nextline' is used twice"]),
+    ("make_task_no_corpus", ["make-task", "nodir", "--out", "t.jsonl"], ["nodir", "matches no files"]),
+    ("make_task_too_many_items", ["make-task", "corpus.txt", "--n-items", "100000", "--out", "t.jsonl"],
+     ["candidate lines", "lower --n-items"]),
 ]
 
 
@@ -238,6 +268,17 @@ def scratch(tmp_path_factory):
     tk.drop(columns=["task/demo/bpb"]).to_csv(root / "task_no_bpb.csv", index=False)
     ob = pd.read_csv(root / "one_budget.csv")
     ob.assign(**{"task/demo/acc": 0.3, "task/demo/bpb": 1.0}).to_csv(root / "task_one_budget.csv", index=False)
+    ok = '{"context": "x = 1\\n", "choices": ["y = 2", "import os"], "gold": 0}\n'
+    (root / "task_ok.jsonl").write_text(ok)
+    (root / "corpus.txt").write_text("".join(f"line number {i}\n" for i in range(50)))
+    (root / "task_missing.jsonl").write_text(ok + '{"context": "a", "choices": ["b", "c"]}\n')
+    (root / "task_gold.jsonl").write_text('{"context": "a", "choices": ["b", "c"], "gold": 2}\n')
+    (root / "task_one_choice.jsonl").write_text('{"context": "a", "choices": ["b"], "gold": 0}\n')
+    (root / "task_empty_context.jsonl").write_text('{"context": "", "choices": ["b", "c"], "gold": 0}\n')
+    (root / "task_empty_choice.jsonl").write_text('{"context": "a", "choices": ["b", ""], "gold": 0}\n')
+    (root / "task_torn.jsonl").write_text(ok + '{"context": "a", "choi\n')
+    (root / "task_long.jsonl").write_text(ok + json.dumps({"id": "long", "context": "c" * 60, "choices": ["d" * 10, "e"],
+                                                           "gold": 0}) + "\n")
     (root / "empty.csv").write_text("")
     (root / "garbage.parquet").write_text("garbage")
     return root
@@ -285,5 +326,6 @@ def test_same_cell_with_a_corrupt_config_is_rebuilt_in_one_line(scratch, tmp_pat
 def test_the_cases_are_many_and_distinct():
     assert len(CASES) >= 48 and len({c[0] for c in CASES}) == len(CASES)
     assert len({tuple(c[1]) for c in CASES}) == len(CASES)
-    assert {c[1][0] for c in CASES} >= {"train", "count", "plan", "sweep", "status", "fit", "predict", "prepare"}
+    assert {c[1][0] for c in CASES} >= {"train", "count", "plan", "sweep", "status", "fit", "predict", "prepare",
+                                        "make-task"}
     assert isinstance(cli.build_parser(), argparse.ArgumentParser)

@@ -164,11 +164,14 @@ class TokenSource:
     ``tokens``: the split's token ids (:class:`scaling.data.store.ShardedArray`, indexable like
     an array); ``doc_ends``: end offset of every document (None for a stream without documents);
     ``token_bytes``: per-token UTF-8 bytes where the vocabulary's table is not exact.
+    ``vocab``: the tokenizer (``encode(text) -> ids``; None for a task without text), which
+    downstream tasks (:mod:`scaling.evaltasks`) are tokenized with.
     """
 
     def __init__(self, info: TaskInfo, tokens, seq_len: int, *, bytes_per_id: np.ndarray | None,
-                 doc_eos: bool, doc_ends=None, token_bytes=None):
+                 doc_eos: bool, doc_ends=None, token_bytes=None, vocab=None):
         self.info = info
+        self.vocab = vocab
         self.tokens = tokens
         self.seq_len = seq_len
         self.bytes_per_id = bytes_per_id
@@ -277,7 +280,7 @@ def open_source(data: DataConfig, split: str, seq_len: int) -> TokenSource:
     if data.task == "synthetic_markov":
         return TokenSource(info, got.tokens, int(seq_len), bytes_per_id=None, doc_eos=False)
     return TokenSource(info, got.tokens, int(seq_len), bytes_per_id=vocab.bytes_per_id, doc_eos=True,
-                       doc_ends=got.doc_ends, token_bytes=got.token_bytes)
+                       doc_ends=got.doc_ends, token_bytes=got.token_bytes, vocab=vocab)
 
 
 def prepare(data: DataConfig, *, seq_len: int = 2048, splits=SPLITS, workers: int | None = None,

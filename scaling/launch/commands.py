@@ -274,13 +274,15 @@ def prepare_data(out: Path, settings) -> float:
 
 def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = None, address: str | None = None,
               report: bool = True, retry_failed: bool = True, poll_s: float = 1.0, quiet: bool = False,
-              settings=None, train_fn: str | None = None, target: str | None = None, auto_fit: bool = True) -> dict:
+              settings=None, train_fn: str | None = None, target: str | None = None, auto_fit: bool = True,
+              eval_tasks=()) -> dict:
     """Plan ``experiment`` (a path or a Sweep), train every cell on ``backend``, build results.
 
     ``settings``: the entry point's (default: read from the environment now); the workers get
     them.  ``train_fn``: ``"module:function"`` trained instead of :func:`scaling.train.train`
     (tests).  ``target`` (e.g. ``v5p-128``): plan for it first (AOT compile, auto-fit) and
-    refuse to launch, naming the HBM it needs, if any cell does not fit.  Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report",
+    refuse to launch, naming the HBM it needs, if any cell does not fit.  ``eval_tasks``: downstream tasks
+    (``"NAME=PATH"`` or a built-in name) scored in every cell besides the recipe's own.  Returns ``{"plan", "results" (DataFrame), "states", "breakdown", "report",
     "errors"}``.  Raises ConfigError for a malformed experiment before any worker starts.
     """
     from scaling import results as results_mod
@@ -302,6 +304,15 @@ def run_sweep(experiment, out, *, backend: str = "local", workers: int | None = 
 
     t_start = time.time()
     sw = sweep_mod.load_sweep(experiment) if not isinstance(experiment, sweep_mod.Sweep) else experiment
+    if eval_tasks:
+        import dataclasses
+
+        sw = dataclasses.replace(sw, recipe=dataclasses.replace(
+            sw.recipe, eval_tasks=tuple(sw.recipe.eval_tasks) + tuple(eval_tasks)))
+    if sw.recipe.eval_tasks:  # every task file read and checked before anything is written
+        from scaling.evaltasks import normalize, precheck
+
+        precheck(normalize(sw.recipe.eval_tasks), settings.resolve_data(sw.recipe.data), sw.recipe.seq_len)
     out = Path(out)
     p = plan_sweep(sw, out_dir=out if out.exists() else None, estimate=False, settings=settings, target=target,
                    auto_fit=auto_fit, quiet=quiet)
@@ -404,7 +415,7 @@ def cmd_sweep(args) -> int:
     settings = _settings(args).with_trackers(getattr(args, "tracker", None))  # the workers get them too
     res = run_sweep(args.experiment, args.out, backend=args.backend, workers=args.workers, address=args.address,
                     report=not args.no_report, retry_failed=not args.no_retry_failed, settings=settings,
-                    target=args.target, auto_fit=not args.no_auto_fit)
+                    target=args.target, auto_fit=not args.no_auto_fit, eval_tasks=tuple(args.eval_task))
     st = res["states"]
     return 0 if st.get("done", 0) + st.get("diverged", 0) == len(res["plan"].cells) and not res["errors"] else 1
 
@@ -447,8 +458,9 @@ def add_commands(sub) -> None:
     p.add_argument("--target", help="plan for this accelerator first (see `scaling plan --target`); refuse cells "
                                     "that do not fit")
     p.add_argument("--no-auto-fit", action="store_true", help="with --target: do not refit cells that do not fit")
-    from scaling.cli import add_tracker_flag
+    from scaling.cli import add_eval_task_flag, add_tracker_flag
 
+    add_eval_task_flag(p)
     add_tracker_flag(p)
     p.set_defaults(func=cmd_sweep)
 
