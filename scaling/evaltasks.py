@@ -240,7 +240,8 @@ def load_tasks(pairs, *, data_dir: str | None = None) -> tuple[Task, ...]:
 def precheck(eval_tasks, data, seq_len: int) -> tuple[Task, ...]:
     """What an entry point checks before anything runs: every task file, and the fit in ``seq_len``
     where the vocabulary needs no corpus (``byte``, a tokenizer file); trained vocabularies
-    (``spN``, ``hf-bpe:N``) are checked by the trainer once the data is prepared, still before
+    (``spN``, ``hf-bpe:N``) are checked by the sweep's data-preparation step
+    (:func:`scaling.launch.worker.prepare_data`) and by the trainer once the data is prepared, still before
     any compile."""
     from scaling.data import default_data_dir
     from scaling.data import vocab as V

@@ -300,3 +300,21 @@ def test_stacked_members_report_their_tasks(runs, tmp_path):
     assert got["sha"] == want["sha"] and got["bpb"] == pytest.approx(want["bpb"], rel=1e-4)
     assert abs(got["acc"] - want["acc"]) <= 1 / 24 + 1e-9  # at most one near-tie flipped by batched kernels
     assert b["tasks"]["nl"]["bpb"] != got["bpb"]  # the other member's own parameters
+
+
+def test_sweep_prepare_refuses_a_task_too_long_for_the_prepared_vocab(runs, tmp_path):
+    """Trained vocabularies exist only once the data is prepared: the launcher's prepare step checks
+    every task against the vocabulary it just built and refuses the launch in one line (here with the
+    byte vocabulary, which takes the same path), before any worker starts."""
+    from scaling.launch import commands, state, worker
+    from scaling.settings import Settings
+
+    long_task = tmp_path / "long.jsonl"
+    long_task.write_text(E.items_jsonl([{"id": "big", "context": "c" * 60, "choices": ["d" * 10, "e"], "gold": 0}]))
+    cell = dataclasses.replace(runs["cell"], eval_tasks=E.normalize([f"nl={long_task}"]))
+    out = tmp_path / "sweep"
+    state.write_cells(out, [cell], [{"run_id": cell.run_id}])
+    assert worker.main([str(out), "--prepare"]) == 2
+    with pytest.raises(ConfigError, match=r"long.jsonl, line 1.*'big'.*seq_len=64"):
+        commands.prepare_data(out, Settings.from_environ())
+    assert not (out / "runs").exists()

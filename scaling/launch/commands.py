@@ -266,6 +266,9 @@ def prepare_data(out: Path, settings) -> float:
     with open(out / "prepare.log", "ab") as log:
         rc = subprocess.call([sys.executable, "-m", "scaling.launch.worker", str(out), "--prepare"],
                              env=worker_environ(settings), stdout=log, stderr=subprocess.STDOUT)
+    if rc == 2:  # bad input found once the data existed (a task item too long for a trained vocabulary)
+        lines = [ln for ln in (out / "prepare.log").read_text(errors="replace").splitlines() if ln.startswith("error: ")]
+        raise ConfigError(lines[-1][len("error: "):] if lines else f"data preparation refused the sweep (see {out}/prepare.log)")
     if rc != 0:
         print(f"warning: data preparation failed (see {out}/prepare.log); each worker will prepare its own",
               file=sys.stderr)

@@ -38,6 +38,7 @@ import time
 import traceback
 from pathlib import Path
 
+from scaling.config import ConfigError
 from scaling.launch import state
 from scaling.settings import Settings
 
@@ -284,19 +285,27 @@ def prepare_data(out: str | os.PathLike, settings: Settings | None = None) -> No
     Run by the local launcher in one process before the pool starts, so K workers never race
     to build the same TFDS dataset or SentencePiece model, and data preparation is not billed
     to the first cell of each worker.
+
+    Downstream tasks are checked here too, against the vocabulary just prepared: with a trained
+    vocabulary (``spN``, ``hf-bpe:N``) an item longer than ``seq_len`` can only be found once the
+    vocabulary exists, and finding it here refuses the launch before any worker compiles.
     """
     from scaling import data as data_mod
+    from scaling import evaltasks
 
     settings = settings or Settings.from_environ()
     seen = set()
     for c in state.read_cells(out):
         data = settings.resolve_data(c.data)
-        key = (data, c.model.seq_len)
+        key = (data, c.model.seq_len, c.eval_tasks)
         if key in seen:
             continue
         seen.add(key)
         for split in ("train", "validation"):
-            data_mod.open_source(data, split, c.model.seq_len)
+            src = data_mod.open_source(data, split, c.model.seq_len)
+        if c.eval_tasks:
+            tasks = evaltasks.load_tasks(c.eval_tasks, data_dir=data_mod.default_data_dir(data))
+            evaltasks.check_fit(tasks, src.vocab, c.model.seq_len)
 
 
 def _run_lockstep(out: Path, order, settings: Settings, train_fn) -> dict:
@@ -338,7 +347,11 @@ def main(argv=None) -> int:
     ap.add_argument("--train-fn", help="module:function with train()'s signature, used instead of it")
     a = ap.parse_args(argv)
     if a.prepare:
-        prepare_data(a.out, Settings.from_environ())
+        try:
+            prepare_data(a.out, Settings.from_environ())
+        except ConfigError as e:  # the launcher relays this line and refuses to start any worker
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     if a.die_with_parent:
         _die_with_parent()
