@@ -43,23 +43,35 @@ SWEEP = Sweep(
 )
 
 
-def transfer(table) -> dict:
-    """Per parametrization and horizon: LR* per width and its spread (max / min) across widths."""
+def transfer(table, bootstrap: int = 200) -> dict:
+    """Per parametrization and horizon: LR* per width (with its interval) and the spread (max / min)
+    across widths, with the spread's bootstrap interval and the spread noise alone would give
+    (:func:`analysis.hp.lr_spread`)."""
     from analysis.data import load_table
-    from analysis.hp import best_lrs
+    from analysis.hp import best_lrs, lr_spread
 
     df = load_table(table)
     out = {}
     for p, g in df[df.state == "done"].groupby("parametrization"):
-        groups = best_lrs(g, n_col="n_total", d_col="tokens", lr_col="peak_lr", loss_col="eval_loss", bootstrap=200)
+        groups = best_lrs(g, n_col="n_total", d_col="tokens", lr_col="peak_lr", loss_col="eval_loss",
+                          bootstrap=bootstrap, samples=True)
         for d, gd in groups.groupby("D"):
-            ok = gd[gd.included]
-            spread = float(ok.lr.max() / ok.lr.min()) if len(ok) >= 2 else float("nan")
-            out[(p, float(d))] = {"lr": dict(zip(gd.N, gd.lr)), "included": int(len(ok)), "spread": spread}
+            s = lr_spread(gd)
+            out[(p, float(d))] = {"lr": {n: (lr, lo, hi) for n, lr, lo, hi in zip(gd.N, gd.lr, gd.lr_lo, gd.lr_hi)},
+                                  "included": s["n"], **s}
     return out
 
 
+def format_transfer(rows: dict) -> str:
+    """One line per (parametrization, horizon): LR* [interval] per width, the spread [interval], the noise floor."""
+    lines = []
+    for (p, d), r in rows.items():
+        lrs = "  ".join(f"N={n:.0f}: {lr:.3g} [{lo:.3g}, {hi:.3g}]" for n, (lr, lo, hi) in r["lr"].items())
+        lines.append(f"{p:9s} D={d:.2g}  LR* {lrs}  spread over {r['included']} widths: {r['spread']:.2f}x "
+                     f"[{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]; noise alone: median {r['null_median']:.2f}x, "
+                     f"95th pct {r['null_hi']:.2f}x ({r['draws']} draws)")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    for (p, d), r in transfer(sys.argv[1]).items():
-        lrs = "  ".join(f"N={n:.0f}: {lr:.3g}" for n, lr in r["lr"].items())
-        print(f"{p:9s} D={d:.2g}  LR* {lrs}  spread over {r['included']} widths: {r['spread']:.2f}x")
+    print(format_transfer(transfer(sys.argv[1])))

@@ -69,6 +69,36 @@ def test_a_group_without_interior_minimum_is_reported_and_left_out():
     assert law.n_groups == 8
 
 
+def _width_table(k, noise, seed=0):
+    """One horizon, three widths; the true best LR is 0.01 * (N / 1e4)^k (k = 0: perfect transfer)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in (1e4, 4e4, 1.6e5):
+        opt = 0.01 * (n / 1e4) ** k
+        for f in 2.0 ** np.arange(-1.5, 2.0, 0.5):  # 7 LRs sqrt(2) apart, not centred on the truth
+            loss = 2.0 + 0.08 * math.log(f) ** 2 + noise * rng.standard_normal()
+            rows.append(dict(n_total=n, tokens=1e6, peak_lr=opt * f * 1.2, eval_loss=loss, state="done"))
+    return pd.DataFrame(rows)
+
+
+def test_lr_spread_interval_and_noise_floor():
+    # perfect transfer: the spread is noise, inside the noise floor
+    flat = hp.lr_spread(hp.best_lrs(_width_table(0.0, noise=0.004), bootstrap=200, samples=True))
+    assert flat["n"] == 3 and flat["draws"] > 100
+    assert 1.0 <= flat["spread"] < 1.3 and flat["ci"][0] <= flat["spread"] <= flat["ci"][1]
+    assert flat["spread"] <= flat["null_hi"] and 1.0 <= flat["null_median"] <= flat["null_hi"]
+    # LR* falls 4x over the widths: the spread finds it, its interval covers it and excludes the noise floor
+    tilted = hp.lr_spread(hp.best_lrs(_width_table(-0.5, noise=0.004), bootstrap=200, samples=True))
+    assert abs(math.log(tilted["spread"] / 4.0)) < 0.15
+    # (a range of noisy values is biased upwards, so the interval sits at or above the truth)
+    assert tilted["ci"][0] <= 4.0 * 1.1 and tilted["ci"][1] >= 4.0 and tilted["ci"][0] > tilted["null_hi"]
+    # more noise, a higher noise floor; without samples, no interval
+    noisy = hp.lr_spread(hp.best_lrs(_width_table(0.0, noise=0.03), bootstrap=200, samples=True))
+    assert noisy["null_hi"] > flat["null_hi"]
+    bare = hp.lr_spread(hp.best_lrs(_width_table(0.0, noise=0.004), bootstrap=0))
+    assert math.isfinite(bare["spread"]) and math.isnan(bare["ci"][0]) and bare["draws"] == 0
+
+
 # ------------------------------------------------------------------------------ stage 2
 def test_law_recovered_from_synthetic_vertices_with_intervals():
     out = hp.fit_hp(synthetic_table(noise=0.002), bootstrap=200, at=[(1e5, 1e7)])
