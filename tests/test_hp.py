@@ -288,6 +288,19 @@ def test_mup_coordinate_check():
     assert np.all(std[:2] > 4.0), std
 
 
+def test_completep_at_one_depth_is_mup_with_width_independent_weight_decay():
+    from scaling import parametrization as pz
+
+    mup = _cfg(64, parametrization="mup", base_width=16)
+    cp = _cfg(64, parametrization="completep", base_width=16, base_depth=mup.n_layers)
+    for group in ("hidden", "block_norm", "vector"):
+        (a1, w1, e1), (a2, w2, e2) = pz.adam_multipliers(mup, group), pz.adam_multipliers(cp, group)
+        assert (a1, e1) == (a2, e2)
+        assert w2 == (4.0 if group == "hidden" else 1.0) and w1 == 1.0  # LR x WD: 1/4 under mup, 1 under completep
+    for f in (pz.embed_std, pz.init_depth, pz.residual_multiplier, pz.attention_scale, pz.output_multiplier):
+        assert f(mup) == f(cp)
+
+
 def test_per_parameter_multipliers_are_adamw_per_group_with_the_standard_state():
     """Under completep, a hidden matrix's update is AdamW with LR/m, weight decay x m and eps / (m l);
     an embedding's is AdamW with eps / m; the optimizer state has the standard structure (checkpoints)."""
