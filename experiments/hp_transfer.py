@@ -19,17 +19,14 @@ uncontended cores)::
     scaling sweep experiments/hp_transfer.py --out runs/hp_transfer
     python experiments/hp_sweep.py runs/hp_transfer        # LR* spread per parametrization, with intervals
 
-``COMPLETEP`` adds the same cells under ``completep``: at one depth (``base_depth = n_layers``)
-it is ``mup`` with width-independent weight decay on the hidden matrices (LR x WD fixed; the
-"independent weight decay" that Wortsman et al. 2023 and Kosson et al. 2025 find muP transfer
-needs under AdamW), the one difference from ``mup`` (``scaling.parametrization``)::
-
-    scaling sweep experiments/hp_transfer.py:COMPLETEP --out runs/hp_transfer_completep
+:mod:`hp_transfer_completep` runs the same cells under ``completep``: at one depth
+(``base_depth = n_layers``) it is ``mup`` with width-independent weight decay on the hidden
+matrices (LR x WD fixed; the "independent weight decay" that Wortsman et al. 2023 and Kosson et
+al. 2025 find muP transfer needs under AdamW), the one difference from ``mup``
+(``scaling.parametrization``).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 from scaling.sweep import HPGrid, Sweep
@@ -47,10 +44,4 @@ SWEEP = Sweep(
     n_basis="total",
     analysis=(("approaches", ()),),
     description="muP transfer: d16/d48/d128 x 7 LRs sqrt(2) apart x 0.8M tokens, standard vs mup",
-)
-
-COMPLETEP = dataclasses.replace(
-    SWEEP, name="hp_transfer",
-    grid=dataclasses.replace(SWEEP.grid, parametrizations=("completep",)),
-    description="the hp_transfer cells under completep (at one depth: mup with width-independent weight decay)",
 )

@@ -363,6 +363,28 @@ def test_hpgrid_plans_lr_factors_around_the_rule_and_the_base_under_mup():
     assert wide.model.base_width == base_d
 
 
+def test_hp_transfer_experiments_plan_an_8x_width_range_from_one_base():
+    from pathlib import Path
+
+    from scaling.sweep import load_sweep, plan
+
+    exp = Path(__file__).resolve().parents[1] / "experiments"
+    cells = plan(load_sweep(exp / "hp_transfer.py"), estimate=False, backend="cpu").cells
+    cells += plan(load_sweep(exp / "hp_transfer_completep.py"), estimate=False, backend="cpu").cells
+    by = {}
+    for c in cells:
+        by.setdefault((c.model.parametrization, c.model.d_model), []).append(c.optim.peak_lr)
+    assert sorted({d for _, d in by}) == [16, 48, 128] and len(cells) == 3 * 3 * 7
+    for (param, d), lrs in by.items():
+        lrs = sorted(lrs)
+        assert len(lrs) == 7 and np.allclose(np.diff(np.log(lrs)), math.log(2) / 2, atol=1e-3)
+        if param != "standard":  # every width on the base's LRs: what transfer means
+            assert lrs == pytest.approx(sorted(by[(param, 16)]))
+    assert by[("standard", 16)] == by[("mup", 16)]  # the base computes the standard model
+    wide = [c.model for c in cells if c.model.parametrization == "completep" and c.model.d_model == 128][0]
+    assert (wide.base_width, wide.base_depth) == (16, wide.n_layers)  # one depth: mup + independent WD
+
+
 @pytest.mark.parametrize("grid, words", [
     (dict(lr_factors=(0.5, 1, 2), peak_lrs=(1e-3, 2e-3, 4e-3)), "exactly one of peak_lrs"),
     (dict(lr_factors=(1, 2)), "needs >= 3"),
