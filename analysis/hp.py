@@ -174,6 +174,45 @@ def best_batches(groups, *, local: bool = False):
     return pd.DataFrame(rows, columns=["N", "D", "B", "loss", "n_batches", "included", "reason"])
 
 
+def lr_spread(groups, *, level: float = 0.95) -> dict:
+    """The spread ``max / min`` of the best LRs of :func:`best_lrs` groups (``samples=True``), with its noise.
+
+    Meant for a transfer check: the groups of one horizon across widths.  Returns ``spread``
+    (of the included groups' point vertices), ``ci`` (its ``level`` interval: on bootstrap draw
+    k every group contributes its own k-th bootstrap vertex; draws where some group has none are
+    dropped), ``null_median`` and ``null_hi`` (the spread that the vertices' noise alone gives
+    when every group's true best LR is the same: each group's bootstrap vertices centred on their
+    own median, the spread of draw k taken, its median and upper ``level`` quantile), and
+    ``draws`` (the draws used).  Max/min of noisy estimates exceeds 1 even under perfect
+    transfer (and the bootstrap spread sits above the true one for the same reason), so a
+    measured spread inside ``[1, null_hi]`` is not evidence of a width dependence.  NaN entries with fewer than 2 included groups.
+    """
+    ok = groups[groups.included & np.isfinite(groups["lr"].to_numpy(float))]
+    nan = dict(spread=math.nan, ci=(math.nan, math.nan), null_median=math.nan, null_hi=math.nan, draws=0, n=len(ok))
+    if len(ok) < 2:
+        return nan
+    point = np.log(ok["lr"].to_numpy(float))
+    out = dict(nan, spread=float(math.exp(point.max() - point.min())))
+    if "lr_samples" not in ok.columns:
+        return out
+    K = min(len(s) for s in ok["lr_samples"])
+    if K == 0:
+        return out
+    S = np.stack([np.asarray(s[:K], float) for s in ok["lr_samples"]])  # (groups, K) log LR
+    good = np.all(np.isfinite(S), axis=0)
+    S = S[:, good]
+    if S.shape[1] == 0:
+        return out
+    from analysis.uncertainty import percentile_interval
+
+    lo, hi = percentile_interval(S.max(0) - S.min(0), level)
+    centred = S - np.median(S, axis=1, keepdims=True)
+    null = centred.max(0) - centred.min(0)
+    out.update(ci=(math.exp(lo), math.exp(hi)), null_median=float(math.exp(np.median(null))),
+               null_hi=float(math.exp(np.quantile(null, level))), draws=int(S.shape[1]))
+    return out
+
+
 # ------------------------------------------------------------------------------ stage 2: the law
 @dataclasses.dataclass(frozen=True)
 class HPLaw:

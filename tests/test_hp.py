@@ -69,6 +69,36 @@ def test_a_group_without_interior_minimum_is_reported_and_left_out():
     assert law.n_groups == 8
 
 
+def _width_table(k, noise, seed=0):
+    """One horizon, three widths; the true best LR is 0.01 * (N / 1e4)^k (k = 0: perfect transfer)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in (1e4, 4e4, 1.6e5):
+        opt = 0.01 * (n / 1e4) ** k
+        for f in 2.0 ** np.arange(-1.5, 2.0, 0.5):  # 7 LRs sqrt(2) apart, not centred on the truth
+            loss = 2.0 + 0.08 * math.log(f) ** 2 + noise * rng.standard_normal()
+            rows.append(dict(n_total=n, tokens=1e6, peak_lr=opt * f * 1.2, eval_loss=loss, state="done"))
+    return pd.DataFrame(rows)
+
+
+def test_lr_spread_interval_and_noise_floor():
+    # perfect transfer: the spread is noise, inside the noise floor
+    flat = hp.lr_spread(hp.best_lrs(_width_table(0.0, noise=0.004), bootstrap=200, samples=True))
+    assert flat["n"] == 3 and flat["draws"] > 100
+    assert 1.0 <= flat["spread"] < 1.3 and flat["ci"][0] <= flat["spread"] <= flat["ci"][1]
+    assert flat["spread"] <= flat["null_hi"] and 1.0 <= flat["null_median"] <= flat["null_hi"]
+    # LR* falls 4x over the widths: the spread finds it, its interval covers it and excludes the noise floor
+    tilted = hp.lr_spread(hp.best_lrs(_width_table(-0.5, noise=0.004), bootstrap=200, samples=True))
+    assert abs(math.log(tilted["spread"] / 4.0)) < 0.15
+    # (a range of noisy values is biased upwards, so the interval sits at or above the truth)
+    assert tilted["ci"][0] <= 4.0 * 1.1 and tilted["ci"][1] >= 4.0 and tilted["ci"][0] > tilted["null_hi"]
+    # more noise, a higher noise floor; without samples, no interval
+    noisy = hp.lr_spread(hp.best_lrs(_width_table(0.0, noise=0.03), bootstrap=200, samples=True))
+    assert noisy["null_hi"] > flat["null_hi"]
+    bare = hp.lr_spread(hp.best_lrs(_width_table(0.0, noise=0.004), bootstrap=0))
+    assert math.isfinite(bare["spread"]) and math.isnan(bare["ci"][0]) and bare["draws"] == 0
+
+
 # ------------------------------------------------------------------------------ stage 2
 def test_law_recovered_from_synthetic_vertices_with_intervals():
     out = hp.fit_hp(synthetic_table(noise=0.002), bootstrap=200, at=[(1e5, 1e7)])
@@ -258,6 +288,19 @@ def test_mup_coordinate_check():
     assert np.all(std[:2] > 4.0), std
 
 
+def test_completep_at_one_depth_is_mup_with_width_independent_weight_decay():
+    from scaling import parametrization as pz
+
+    mup = _cfg(64, parametrization="mup", base_width=16)
+    cp = _cfg(64, parametrization="completep", base_width=16, base_depth=mup.n_layers)
+    for group in ("hidden", "block_norm", "vector"):
+        (a1, w1, e1), (a2, w2, e2) = pz.adam_multipliers(mup, group), pz.adam_multipliers(cp, group)
+        assert (a1, e1) == (a2, e2)
+        assert w2 == (4.0 if group == "hidden" else 1.0) and w1 == 1.0  # LR x WD: 1/4 under mup, 1 under completep
+    for f in (pz.embed_std, pz.init_depth, pz.residual_multiplier, pz.attention_scale, pz.output_multiplier):
+        assert f(mup) == f(cp)
+
+
 def test_per_parameter_multipliers_are_adamw_per_group_with_the_standard_state():
     """Under completep, a hidden matrix's update is AdamW with LR/m, weight decay x m and eps / (m l);
     an embedding's is AdamW with eps / m; the optimizer state has the standard structure (checkpoints)."""
@@ -318,6 +361,28 @@ def test_hpgrid_plans_lr_factors_around_the_rule_and_the_base_under_mup():
             assert lrs == by[("mup", base_d, b, t)]
     wide = [c for c in p.cells if c.model.parametrization == "mup" and c.model.d_model > base_d][0]
     assert wide.model.base_width == base_d
+
+
+def test_hp_transfer_experiments_plan_an_8x_width_range_from_one_base():
+    from pathlib import Path
+
+    from scaling.sweep import load_sweep, plan
+
+    exp = Path(__file__).resolve().parents[1] / "experiments"
+    cells = plan(load_sweep(exp / "hp_transfer.py"), estimate=False, backend="cpu").cells
+    cells += plan(load_sweep(exp / "hp_transfer_completep.py"), estimate=False, backend="cpu").cells
+    by = {}
+    for c in cells:
+        by.setdefault((c.model.parametrization, c.model.d_model), []).append(c.optim.peak_lr)
+    assert sorted({d for _, d in by}) == [16, 48, 128] and len(cells) == 3 * 3 * 7
+    for (param, d), lrs in by.items():
+        lrs = sorted(lrs)
+        assert len(lrs) == 7 and np.allclose(np.diff(np.log(lrs)), math.log(2) / 2, atol=1e-3)
+        if param != "standard":  # every width on the base's LRs: what transfer means
+            assert lrs == pytest.approx(sorted(by[(param, 16)]))
+    assert by[("standard", 16)] == by[("mup", 16)]  # the base computes the standard model
+    wide = [c.model for c in cells if c.model.parametrization == "completep" and c.model.d_model == 128][0]
+    assert (wide.base_width, wide.base_depth) == (16, wide.n_layers)  # one depth: mup + independent WD
 
 
 @pytest.mark.parametrize("grid, words", [
