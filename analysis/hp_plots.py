@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from analysis.plots import _plt, _save
+from analysis.plots import _cmap, _figure, offscreen, save
 
 
 def loss_vs_lr(df, groups, path, *, n_col: str = "n_total", d_col: str = "tokens", lr_col: str = "peak_lr",
@@ -20,16 +20,19 @@ def loss_vs_lr(df, groups, path, *, n_col: str = "n_total", d_col: str = "tokens
     its vertex with the bootstrap interval (groups left out of the law are drawn dashed, no vertex)."""
     from analysis.vertices import parabola_vertex
 
-    plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
     if "state" in df.columns:
         df = df[df["state"] == "done"]
     Ns = sorted(groups.N.unique())
-    fig, axes = plt.subplots(1, len(Ns), figsize=(4.2 * len(Ns), 3.6), squeeze=False, sharey=False)
-    cmap = plt.get_cmap("viridis")
+    with offscreen():  # a file-writing helper: never touches pyplot's global figures
+        fig, axes, _ = _figure(None, len(Ns), (4.2 * len(Ns), 3.6))
+    axes = axes if len(Ns) > 1 else [axes]
+    cmap = _cmap("viridis")
     keys = ["D"] + (["B"] if "B" in groups.columns else [])
     styles = {k: cmap(i / max(1, len(groups[keys].drop_duplicates()) - 1))
               for i, k in enumerate(sorted(map(tuple, groups[keys].drop_duplicates().to_numpy())))}
-    for ax, n in zip(axes[0], Ns):
+    for ax, n in zip(axes, Ns):
         for g in groups[groups.N == n].itertuples():
             key = (g.D,) + ((g.B,) if "B" in groups.columns else ())
             sel = (df[n_col] == n) & (df[d_col] == g.D)
@@ -48,22 +51,22 @@ def loss_vs_lr(df, groups, path, *, n_col: str = "n_total", d_col: str = "tokens
                 ax.errorbar([g.lr], [g.loss], xerr=[[g.lr - g.lr_lo], [g.lr_hi - g.lr]] if math.isfinite(g.lr_lo)
                             else None, fmt="*", color=c, ms=10, mec="k", capsize=3)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels crowd a scan of a few octaves
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels crowd a scan of a few octaves
         ax.set_xlabel("peak learning rate")
         ax.set_title(f"N = {n:.3g}")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(loss_col)
+    axes[0].set_ylabel(loss_col)
     fig.suptitle("loss vs LR per group (star: best LR with its interval; dashed: no interior minimum)", fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def lr_law(groups, law, path) -> list[str]:
     """LR* vs N (one line per D) and vs D (one line per N): the included vertices with their
     intervals and the fitted law."""
-    plt = _plt()
     ok = groups[groups.included]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    cmap = plt.get_cmap("viridis")
+    with offscreen():
+        fig, axes, _ = _figure(None, 2, (9, 3.6))
+    cmap = _cmap("viridis")
     for ax, (along, across) in zip(axes, (("N", "D"), ("D", "N"))):
         levels = sorted(ok[across].unique())
         for i, lev in enumerate(levels):
@@ -83,4 +86,4 @@ def lr_law(groups, law, path) -> list[str]:
         ax.set_ylabel("best LR")
         ax.legend(fontsize=7)
     fig.suptitle(f"{law.formula()}  ({law.parametrization})", fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)

@@ -415,6 +415,18 @@ def test_fit_hp_cli_json(tmp_path, capsys):
     assert hp.HPLaw.load(tmp_path / "law.json").exponents == pytest.approx(tuple(out["law"]["exponents"].values()))
 
 
+def test_fit_hp_cli_plots(tmp_path, capsys):
+    """--plots writes both figures (PNG and SVG) and names them; nothing opens a pyplot window."""
+    from scaling import cli
+
+    synthetic_table().to_csv(tmp_path / "t.csv", index=False)
+    assert cli.main(["fit-hp", str(tmp_path / "t.csv"), "--bootstrap", "20", "--plots", str(tmp_path / "figs")]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == ["loss_vs_lr.png", "loss_vs_lr.svg", "lr_law.png", "lr_law.svg"]
+    assert all((tmp_path / "figs" / n).stat().st_size > 1000 for n in names)
+    assert "figures:" in capsys.readouterr().out
+
+
 def test_recipe_batch_rule_sets_each_cells_batch_and_keeps_its_tokens():
     from scaling.sweep import NxD, Recipe, Sweep, WSDFork, plan
 
