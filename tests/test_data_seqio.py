@@ -130,6 +130,11 @@ def test_importing_scaling_data_first_registers_tasks_when_seqio_loads():
             "assert {'pystdlib_sp1024', 'synthetic_markov', 'c4_en'} <= names, sorted(names)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    # and the task module itself first (it imports seqio while half-initialized: no circular import)
+    code = ("import scaling.data.tasks, seqio; "
+            "assert 'pystdlib_sp1024' in seqio.TaskRegistry.names()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 # ------------------------------------------------------------------ your own data through seqio

@@ -339,7 +339,8 @@ class _RegisterWhenSeqioLoads:
 
             def exec_module(self, module):
                 original.exec_module(module)
-                register_seqio_tasks()
+                if "scaling.data.tasks" not in sys.modules:  # else tasks.py is importing seqio and registers itself
+                    register_seqio_tasks()
 
         spec.loader = _Loader()
         return spec
