@@ -28,20 +28,19 @@ al. 2025 find muP transfer needs under AdamW), the one difference from ``mup``
 
 from __future__ import annotations
 
-import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
-from scaling.sweep import HPGrid, Sweep
+import dataclasses
+
+import hp_sweep  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 
 SIZES = (10368, 67968, 427008)  # total parameters: quickstart shapes d16, d48, d128
 HORIZONS = (8e5,)  # tokens
 LR_FACTORS = tuple(round(2 ** (-1.25 + 0.5 * k), 4) for k in range(7))  # 0.42 ... 3.36, sqrt(2) apart
 
-SWEEP = Sweep(
+# hp_sweep's recipe, family and grid kind (standard vs mup, the smallest width the base); only the
+# widths, the horizon and the LR grid differ
+SWEEP = dataclasses.replace(
+    hp_sweep.SWEEP,
     name="hp_transfer",
-    recipe=quickstart.RECIPE,
-    grid=HPGrid(sizes=SIZES, tokens=HORIZONS, lr_factors=LR_FACTORS, parametrizations=("standard", "mup"),
-                base=SIZES[0]),
-    family=quickstart.shape,
-    n_basis="total",
-    analysis=(("approaches", ()),),
+    grid=dataclasses.replace(hp_sweep.SWEEP.grid, sizes=SIZES, tokens=HORIZONS, lr_factors=LR_FACTORS, base=SIZES[0]),
     description="muP transfer: d16/d48/d128 x 7 LRs sqrt(2) apart x 0.8M tokens, standard vs mup",
 )
