@@ -1,24 +1,34 @@
 """Rollout calibration of ``analysis.predict`` on every published table shipped in the package.
 
     python3 benchmarks/predict_calibration.py [--starts small|full]
+    python3 benchmarks/predict_calibration.py --small 3     # the same tables cut to their 3 smallest budgets
 
 For each table (and each group of the multi-set tables): the rollout levels, the number of
 rollout predictions, the error growth per decade of extrapolation, the cross-validated coverage
 of the 95% prediction interval (target >= 90%; also with the plain Gaussian z = 1.96 instead of
 the rollout-calibrated z), and the mean |error| of the rollout predictions,
-overall and beyond one decade.  The numbers in docs/predicting.md come from this script.
+overall and beyond one decade; then the 25th percentile of the tables' growths (the floor,
+``analysis.prediction.GROWTH_FLOOR``, that a table too small to measure its own growth is given).
+
+``--small K``: what a K-budget sweep's interval is worth.  Each IsoFLOP table is cut to its K
+smallest budgets, ``analysis.predict`` (the production path, 40 bootstrap resamples) predicts every
+larger run of the table from the cut, and the 95% intervals' coverage is printed by distance and per
+table, with the growth floor and without it (the same predictions, the floor's term removed).
+The numbers in docs/predicting.md come from this script.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
+import numpy as np
 import pandas as pd
 
 from analysis import published as pub
 from analysis.diagnostics import canonical
-from analysis.prediction import calibration, rollouts
+from analysis.prediction import GROWTH_FLOOR, calibration, predict, rollouts
 
 
 def tables():
@@ -34,17 +44,56 @@ def tables():
     yield "quickstart (ours)", qs, dict(loss_col="eval_loss", n_col="n_total", d_col="tokens", budget_col="budget")
 
 
+def small_tables(k: int) -> None:
+    rows = []
+    for name, df, cols in tables():
+        frame = canonical(df, **cols)
+        budgets, counts = np.unique(frame["budget"].to_numpy(), return_counts=True)
+        if name.startswith("quickstart") or len(budgets) <= k or counts.max() > 0.6 * len(frame):
+            continue  # ours (3 budgets), or not an IsoFLOP table (Epoch's reconstruction)
+        cut, above = frame[frame["budget"] <= budgets[k - 1]], frame[frame["budget"] > budgets[k - 1]]
+        t0 = time.time()
+        res = predict(cut, [(float(r.N), float(r.D)) for r in above.itertuples()], loss_col="loss", n_col="N",
+                      d_col="D", budget_col="budget", starts="small", K=40)
+        cal = res["calibration"]
+        own, s = cal.get("growth_own", cal["growth_per_decade"]), cal["growth_per_decade"]
+        for p, r in zip(res["predictions"], above.itertuples()):
+            d = max(math.log10(p["extrapolation"]), 0.0)
+            sd_own = math.sqrt(max(p["sigma"] ** 2 - (s * d) ** 2 + (own * d) ** 2, 0.0))
+            e = abs(math.log(r.loss / p["loss"]))
+            rows.append({"table": name, "distance": d, "inside": e <= cal["z"] * p["sigma"],
+                         "inside_own": e <= cal["z"] * sd_own, "abs_error": e})
+        print(f"{name}: {len(above)} runs predicted from {len(cut)}, own growth {own:.4f}, {time.time() - t0:.0f} s",
+              flush=True)
+    out = pd.DataFrame(rows)
+    out["decades beyond"] = pd.cut(out["distance"], [0, 0.5, 1.0, 1.5, 2.5, 9], include_lowest=True)
+    print(f"\n95% PI coverage of the runs above each table's {k} smallest budgets (growth floor {GROWTH_FLOOR}):")
+    print(out.groupby("decades beyond", observed=True).agg(
+        runs=("inside", "size"), with_floor=("inside", "mean"), own_growth_only=("inside_own", "mean"),
+        mean_abs_log_error=("abs_error", "mean")).round(3).to_string())
+    near = out[out["distance"] <= 1.2].groupby("table")[["inside", "inside_own"]].mean()
+    print(f"\ntables with >= 90% coverage within 1.2 decades: with floor {int((near['inside'] >= 0.9).sum())}, "
+          f"own growth only {int((near['inside_own'] >= 0.9).sum())}, of {len(near)}; "
+          f"overall {out['inside'].mean():.3f} vs {out['inside_own'].mean():.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--starts", default="small", choices=("small", "full"))
+    ap.add_argument("--small", type=int, default=0, metavar="K",
+                    help="cut each IsoFLOP table to its K smallest budgets and score the intervals beyond")
     args = ap.parse_args()
-    rows = []
+    if args.small:
+        return small_tables(args.small)
+    rows, growths = [], []
     for name, df, cols in tables():
         t0 = time.time()
         frame = canonical(df, **cols)
         roll, notes = rollouts(frame, starts=args.starts)
         cal = calibration(roll, notes)
         far = roll[roll["distance"] > 1.0]
+        if cal["n_levels"] >= 2 and not name.startswith("quickstart"):
+            growths.append(cal["growth_per_decade"])  # published tables, unrounded
         rows.append({"table": name, "runs": len(frame), "levels": cal["n_levels"], "predictions": cal["n_predictions"],
                      "growth/decade": round(cal["growth_per_decade"], 4),
                      "coverage95": None if cal.get("coverage") is None else round(cal["coverage"], 3),
@@ -62,6 +111,9 @@ def main() -> None:
     ok = out["coverage95"].dropna()
     print(f"\n{len(ok)} tables with cross-validated coverage: median {ok.median():.3f}, min {ok.min():.3f}, "
           f"{int((ok >= 0.9).sum())} of {len(ok)} >= 0.90")
+    print(f"growth per decade over the {len(growths)} published tables with >= 2 rollout levels: 25th percentile "
+          f"{np.quantile(growths, 0.25):.6f} (analysis.prediction.GROWTH_FLOOR = {GROWTH_FLOOR}), "
+          f"median {np.median(growths):.6f}")
 
 
 if __name__ == "__main__":

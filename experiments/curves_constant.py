@@ -1,8 +1,8 @@
 """A constant-LR run per size (plus one cooldown from it), to predict ``nxd_quickstart``'s cosine runs.
 
 ``scaling sweep experiments/curves_constant.py --out runs/curves_constant`` trains, for
-:data:`SIZES` (3 of :mod:`nxd_quickstart`'s 7 sizes, every other one from the smallest: what the
-shared 2-core machine's time allowed; add sizes to :data:`SIZES` to cover the rest), with
+:data:`SIZES` (all 7 of :mod:`nxd_quickstart`'s sizes; 14 runs, about 29 minutes of sweep wall on 2
+cores shared with one other sweep), with
 nxd_quickstart's exact recipe (the quickstart's: bytes, seq 128, batch 16, the cosine per-size
 peak LR, the 50-step warmup of its horizons >= 1000 steps), one warmup + constant-LR run of 2500 steps (group ``wsd_trunk``) and one linear cooldown forked from it at step 2500 to
 0.1 x peak at step 3125 (the longest cosine horizon, 6.4M tokens): the FLOPs of one cosine run per
@@ -24,7 +24,7 @@ from quickstart import RECIPE, shape
 
 from scaling.sweep import Sweep, WSDFork
 
-SIZES = wsd_quickstart.SIZES[0:5:2]  # d16, d32, d48 (10k, 33k, 68k parameters)
+SIZES = wsd_quickstart.SIZES  # all 7 of nxd_quickstart's sizes, d16 ... d72 (10k ... 143k parameters)
 EVAL_EVERY = 25
 LONGEST = 6.4e6  # tokens: nxd_quickstart's longest horizon, 3125 steps of 2048 tokens
 

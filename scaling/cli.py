@@ -118,6 +118,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--name", help="readable run name (the run id adds a hash)")
     add_eval_task_flag(p)
+    p.add_argument("--task-every", type=int, metavar="STEPS",
+                   help="also score the --eval-task tasks every STEPS steps (a multiple of --eval-every; "
+                        "default: only at the end)")
     add_tracker_flag(p)
     p.set_defaults(func=cmd_train)
 
@@ -127,7 +130,7 @@ def add_eval_task_flag(p: argparse.ArgumentParser) -> None:
     from scaling.evaltasks import BUILTINS
 
     p.add_argument("--eval-task", action="append", default=[], metavar="NAME=PATH", dest="eval_task",
-                   help="a multiple-choice task scored at every eval (JSONL lines {context, choices, gold}; "
+                   help="a multiple-choice task scored at the end (JSONL lines {context, choices, gold}; "
                         f"repeatable; a built-in by NAME alone: {', '.join(BUILTINS)}); not part of the run id "
                         "(docs: tasks)")
 
@@ -195,7 +198,7 @@ def build_cell(args) -> Cell:
     for attr, field in (("tokens", "tokens"), ("batch", "batch_size"), ("seed", "seed"),
                         ("grad_accum", "grad_accum"), ("eval_every", "eval_every"),
                         ("eval_batches", "eval_batches"), ("checkpoint_every", "checkpoint_every"),
-                        ("name", "name")):
+                        ("task_every", "task_every"), ("name", "name")):
         if getattr(args, attr) is not None:
             kw[field] = getattr(args, attr)
     if args.mesh is not None:

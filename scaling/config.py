@@ -402,7 +402,8 @@ class MeshConfig:
 # ``eval_tasks`` only adds scores of the same parameters (scaling.evaltasks records each task's content
 # hash in the checkpoints and the summary instead, so a run never mixes two versions of a task).
 _NON_RESULT_FIELDS = ("name", "mesh", "log_every", "checkpoint_every", "checkpoint_steps", "keep_last",
-                      "keep_every", "budget", "flops_convention", "group", "max_loss_spike", "eval_tasks")
+                      "keep_every", "budget", "flops_convention", "group", "max_loss_spike", "eval_tasks",
+                      "task_every")
 # Fields added after run ids were first published: hashed only when they differ from these values,
 # so every run id planned before they existed stays the same.
 _HASHED_UNLESS = {("trunk",): "", ("fork_step",): 0, ("optim", "decay_shape"): "linear",
@@ -422,7 +423,8 @@ class Cell:
     sequences control held-out evaluation, which also always runs at the final step; the
     eval set is independent of the training batch, so every cell of a sweep is scored on the
     same validation tokens.  ``eval_tasks``: downstream multiple-choice tasks ``((name, path), ...)``
-    scored at every eval (:mod:`scaling.evaltasks`; not part of the run id).  ``budget`` and
+    scored at the final step and, with ``task_every`` > 0 (a multiple of ``eval_every``), every
+    ``task_every`` steps (:mod:`scaling.evaltasks`; neither is part of the run id).  ``budget`` and
     ``flops_convention`` record which IsoFLOP budget (if any) the cell was planned for.
     """
 
@@ -449,7 +451,8 @@ class Cell:
     checkpoint_steps: tuple[int, ...] = ()  # also checkpoint at these steps, and keep them
     trunk: str = ""  # run id of the WSD trunk this cell forks from ("" for a cell trained from scratch)
     fork_step: int = 0  # the trunk step this fork starts from
-    eval_tasks: tuple[tuple[str, str], ...] = ()  # (name, JSONL path or builtin:NAME), scored at every eval
+    eval_tasks: tuple[tuple[str, str], ...] = ()  # (name, JSONL path or builtin:NAME), scored at the end
+    task_every: int = 0  # >0: also score the tasks every task_every steps (a multiple of eval_every)
 
     @property
     def tokens_per_step(self) -> int:
@@ -477,6 +480,11 @@ class Cell:
                  f"{self.tokens_per_step} tokens); raise --tokens or lower --batch")
         _require(isinstance(self.eval_every, int) and self.eval_every >= 0,
                  f"eval_every={self.eval_every}: must be >= 0 (steps between evals; 0: only at the end)")
+        _require(isinstance(self.task_every, int) and self.task_every >= 0,
+                 f"task_every={self.task_every}: must be >= 0 (steps between task scorings; 0: only at the end)")
+        _require(self.task_every == 0 or (self.eval_every > 0 and self.task_every % self.eval_every == 0),
+                 f"task_every={self.task_every}: tasks are scored on eval steps, so it must be a multiple of "
+                 f"eval_every={self.eval_every}; set eval_every to a divisor of it (e.g. eval_every={self.task_every})")
         _require(self.eval_batches >= 1, f"eval_batches={self.eval_batches}: must be >= 1")
         _require(self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size}: must be >= 1")
         _require(self.log_every >= 1, f"log_every={self.log_every}: must be >= 1")

@@ -85,7 +85,7 @@ from scaling.train import check_entry, prepare_process, train
 # step count (one loop drives all members), the data (one shared eval set, one source), and the
 # eval/log/checkpoint cadence (members log, evaluate and checkpoint at the same steps).
 STACK_FIELDS = ("model", "batch_size", "grad_accum", "eval_batch_size", "mesh", "steps", "data",
-                "eval_every", "eval_batches", "log_every", "checkpoint_every", "eval_tasks")
+                "eval_every", "eval_batches", "log_every", "checkpoint_every", "eval_tasks", "task_every")
 
 
 def stack_key(cell: Cell) -> tuple:

@@ -95,6 +95,7 @@ class Recipe:
     keep_every: int = 0
     max_loss_spike: float = 0.0
     eval_tasks: tuple = ()  # downstream tasks: "NAME=PATH" or a built-in "NAME" (or (name, path) pairs)
+    task_every: int = 0  # >0: score the tasks every task_every steps too (a multiple of eval_every); 0: at the end
 
     @property
     def tokens_per_step(self) -> int:

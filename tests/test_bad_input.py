@@ -69,6 +69,9 @@ CASES = [
     ("fit_one_row", ["fit", "one_row.csv", "--bootstrap", "0"], ["one_row.csv", "no approach could be fitted"]),
     # ---- more of our own, across every sub-command
     ("train_eval_every_negative", B + ["--d-model", "32", "--eval-every", "-1", "--out", "o"], ["eval_every=-1", ">= 0"]),
+    ("train_task_every_off_evals", B + ["--d-model", "32", "--eval-every", "3", "--task-every", "4", "--out", "o"],
+     ["task_every=4", "multiple of eval_every=3"]),
+    ("train_task_every_negative", B + ["--d-model", "32", "--task-every", "-2", "--out", "o"], ["task_every=-2", ">= 0"]),
     ("train_mesh_not_int", B + ["--d-model", "32", "--mesh", "data=abc", "--out", "o"], ["--mesh", "integer"]),
     ("train_mesh_unknown_axis", B + ["--d-model", "32", "--mesh", "foo=2", "--out", "o"], ["unknown axis 'foo'"]),
     ("train_batch_zero", [a if a != "8" else "0" for a in B] + ["--d-model", "32", "--out", "o"], ["batch_size=0"]),

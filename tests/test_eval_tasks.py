@@ -234,8 +234,8 @@ def runs(tmp_path_factory):
     data = DataConfig(task="text", vocab="byte", data_dir=str(tmp / "dd"),
                       options=(("data", str(corpus)), ("validation_percent", 20)), repeat=True)
     cell = Cell(model=MODEL, tokens=8 * 8 * 64, batch_size=8, data=data, name="tasks",
-                optim=OptimConfig(peak_lr=1e-2, warmup_steps=2), eval_every=4, eval_batches=1, eval_batch_size=8,
-                checkpoint_every=4, eval_tasks=E.normalize([f"nl={tmp / 'task.jsonl'}"]))
+                optim=OptimConfig(peak_lr=1e-2, warmup_steps=2), eval_every=2, eval_batches=1, eval_batch_size=8,
+                checkpoint_every=4, eval_tasks=E.normalize([f"nl={tmp / 'task.jsonl'}"]), task_every=4)
     full = train(cell, tmp / "full")
     part = train(cell, tmp / "resumed", stop_after_step=5)
     assert part["state"] == "partial"
@@ -247,7 +247,9 @@ def test_loop_rows_summary_and_table(runs):
     from scaling import results
     from scaling.rundir import read_metrics
 
-    rows = [r for r in read_metrics(runs["tmp"] / "full") if "eval_loss" in r]
+    evals = [r for r in read_metrics(runs["tmp"] / "full") if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4, 6, 8]
+    rows = [r for r in evals if "task/nl/acc" in r]  # tasks every task_every=4 steps, not at every eval
     assert [r["step"] for r in rows] == [4, 8]
     assert all(0 <= r["task/nl/acc"] <= 1 and r["task/nl/bpb"] > 0 and "task/nl/acc_norm" in r for r in rows)
     s = runs["full"]

@@ -16,7 +16,7 @@ import pytest
 
 from analysis import laws as lw
 from analysis import predict
-from analysis.prediction import rollouts
+from analysis.prediction import GROWTH_FLOOR, rollouts
 from analysis.diagnostics import canonical
 
 TRUE = dict(E=1.8, A=400.0, B=1200.0, alpha=0.34, beta=0.30)
@@ -99,6 +99,14 @@ def test_a_table_too_small_for_rollouts_is_said_not_failed():
     assert res["calibration"]["coverage"] is None and "too few budgets" in res["calibration"]["note"]
     assert any("too few budgets" in w for w in res["warnings"])
     assert res["predictions"][0]["ci"] == [None, None]  # no bootstrap asked for
+    # no rollout of its own: the interval still widens with distance, at the published-table floor
+    cal = res["calibration"]
+    assert cal["growth_own"] == 0.0 and cal["growth_per_decade"] == GROWTH_FLOOR > 0
+    assert "floor" in cal["note"]
+    near, far = predict(df, ["1e8,1.6e9", "1e9,1.6e10"], K=0, **COLS)["predictions"]  # C = 1x, 100x the largest
+    d = math.log10(far["extrapolation"])
+    assert d > 1.9 and far["sigma"] ** 2 == pytest.approx(res["law"]["sigma0"] ** 2 + (GROWTH_FLOOR * d) ** 2, rel=1e-9)
+    assert near["sigma"] == pytest.approx(res["law"]["sigma0"], rel=1e-9)
 
 
 def test_cli_json(tmp_path, capsys):
