@@ -488,6 +488,15 @@ class HPGrid:
         import dataclasses as dc
 
         base = pl.model(self.base)[0] if self.base is not None else None
+        if base is not None:
+            # muP's sqrt(D_base)/D attention scale is meant to absorb a head size that grows with the
+            # width, but measured here it does not: LR* spread 1.78x with 2 heads at every width vs
+            # 1.25x with heads of 8 (experiments/hp_transfer{,_heads}.py, docs/hyperparameters.md)
+            sizes = sorted({pl.model(s)[0].kv_size for s in self.sizes} - {base.kv_size})
+            if sizes:
+                pl.warn(f"grid: head size {base.kv_size} at the base but {', '.join(map(str, sizes))} at other widths; "
+                        f"muP transferred LR* far better with a fixed head size (heads = d_model / {base.kv_size}; "
+                        f"docs/hyperparameters.md)")
         for param in (self.parametrizations or (None,)):
             for size in self.sizes:
                 cfg, counts, fpt = pl.model(size)

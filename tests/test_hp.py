@@ -385,6 +385,27 @@ def test_hp_transfer_experiments_plan_an_8x_width_range_from_one_base():
     assert (wide.base_width, wide.base_depth) == (16, wide.n_layers)  # one depth: mup + independent WD
 
 
+def test_fixed_head_size_transfer_plan_and_the_growing_head_warning():
+    """hp_transfer_heads: the same cells with heads of 8 at every width, the base's head size recorded;
+    hp_transfer's 2 heads at every width (head size 8 -> 64) is planned with a warning."""
+    from pathlib import Path
+
+    from scaling.sweep import load_sweep, plan
+
+    exp = Path(__file__).resolve().parents[1] / "experiments"
+    fixed = plan(load_sweep(exp / "hp_transfer_heads.py"), estimate=False, backend="cpu")
+    grown = plan(load_sweep(exp / "hp_transfer.py"), estimate=False, backend="cpu")
+    assert {c.model.kv_size for c in fixed.cells} == {8} and len(fixed.cells) == len(grown.cells) == 42
+    n_heads = {c.model.d_model: c.model.n_heads for c in fixed.cells}
+    assert n_heads == {16: 2, 48: 6, 128: 16}
+    for a, b in zip(fixed.cells, grown.cells):  # same sizes, parameter counts and LRs; only the heads differ
+        assert (a.model.d_model, a.optim.peak_lr, a.steps) == (b.model.d_model, b.optim.peak_lr, b.steps)
+    wide = [c.model for c in fixed.cells if c.model.parametrization == "mup" and c.model.d_model == 128][0]
+    assert wide.base_kv_size == 8 and wide.base_width == 16  # not the derived default 8 * 16 / 128
+    assert not [w for w in fixed.warnings if "head size" in w]
+    assert [w for w in grown.warnings if "head size 8 at the base but 24, 64" in w]
+
+
 @pytest.mark.parametrize("grid, words", [
     (dict(lr_factors=(0.5, 1, 2), peak_lrs=(1e-3, 2e-3, 4e-3)), "exactly one of peak_lrs"),
     (dict(lr_factors=(1, 2)), "needs >= 3"),
