@@ -351,7 +351,7 @@ class Ladder:
             pl.rows[-1]["prediction"] = {
                 "N": N, "D": D, "C": p["C"], "loss": p["loss"], "ci": p["ci"], "pi": p["pi"], "level": self.level,
                 "extrapolation": p["extrapolation"], "law": res["law"], "calibration": {
-                    k: res["calibration"].get(k) for k in ("n_levels", "coverage", "growth_per_decade", "z")},
+                    k: res["calibration"].get(k) for k in ("n_levels", "coverage", "growth_per_decade", "growth_own", "z")},
                 "fit": str(Path(self.fit).resolve()), "fit_runs": int(len(df)), "n_basis": pl.sweep.n_basis}
 
 
