@@ -171,9 +171,14 @@ class Target:
         os.environ.setdefault("TPU_ACCELERATOR_TYPE", self.name)  # libtpu: do not probe this host for chips
         try:
             return topologies.get_topology_desc(platform="tpu", topology_name=self.topology).devices
-        except Exception as e:  # noqa: BLE001 - libtpu missing, or a topology it does not know
+        except Exception as e:  # noqa: BLE001 - libtpu missing, locked, or a topology it does not know
+            msg = " ".join(str(e).split())
+            # libtpu allows one process per host: a CPU sweep started without JAX_PLATFORMS=cpu holds it
+            fix = ("another JAX process on this host holds libtpu (e.g. a running CPU sweep or notebook): wait for it, "
+                   "or start CPU work with JAX_PLATFORMS=cpu so that it leaves libtpu alone"
+                   if "lockfile" in msg else "install libtpu: pip install 'scaling[tpu]'")
             raise ConfigError(f"--target {self.name}: cannot build TPU topology {self.topology} ({type(e).__name__}: "
-                              f"{str(e)[:200]}); install libtpu: pip install 'scaling[tpu]'") from e
+                              f"{msg[:200]}); {fix}") from e
 
     def target_config_text(self) -> str:
         """The GPU's ``GpuTargetConfig`` text proto (comments and all; XLA's text parser skips them)."""

@@ -48,6 +48,22 @@ def test_target_names_and_bad_names():
             parse_target(bad)
 
 
+def test_a_tpu_topology_failure_names_its_fix(monkeypatch):
+    """libtpu held by another process (one per host) is not 'install libtpu'; a missing libtpu is."""
+    from jax.experimental import topologies
+
+    def locked(**kw):
+        raise RuntimeError('ABORTED: Internal error when accessing libtpu multi-process lockfile. Run "$ sudo rm '
+                           '/tmp/libtpu_lockfile".')
+
+    monkeypatch.setattr(topologies, "get_topology_desc", locked)
+    with pytest.raises(ConfigError, match="another JAX process on this host holds libtpu.*JAX_PLATFORMS=cpu"):
+        parse_target("v5p-8").devices()
+    monkeypatch.setattr(topologies, "get_topology_desc", lambda **kw: (_ for _ in ()).throw(ImportError("no libtpu")))
+    with pytest.raises(ConfigError, match=r"install libtpu: pip install 'scaling\[tpu\]'"):
+        parse_target("v5p-8").devices()
+
+
 @pytest.mark.parametrize("kw, needle", [
     (dict(eval_batch=6), "eval_batch_size=6: not divisible by mesh data*fsdp=4"),
     (dict(mesh="MeshConfig(data=1, fsdp=-1, tensor=3)"), "do not divide 4 devices"),
