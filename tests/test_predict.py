@@ -61,6 +61,7 @@ def test_intervals_cover_at_their_stated_rate_in_sample():
         assert p["ci"][0] <= p["loss"] <= p["ci"][1]
         assert p["pi"][0] < p["ci"][0] and p["pi"][1] > p["ci"][1]  # one run's noise on top of the parameters
     assert 0.88 <= float(np.mean(hits)) <= 0.995
+    assert not [w for w in res["warnings"] if w.startswith("rollouts:")]  # errors of both signs: no bias line
 
 
 def test_intervals_widen_with_distance_and_cover_a_misspecified_truth():
@@ -72,6 +73,11 @@ def test_intervals_widen_with_distance_and_cover_a_misspecified_truth():
     cal = res["calibration"]
     assert cal["n_levels"] >= 2 and cal["coverage"] is not None
     assert res["law"]["growth_per_decade"] > 0.003
+    # the law bends away from the drift the same way inside the table and beyond it: the rollouts
+    # under-predict (most of them), the warning says so, and the far truths are above the law too
+    assert cal["share_over_predicted"] <= 0.2 and cal["mean_signed_rel_error"] < 0
+    assert [w for w in res["warnings"] if w.startswith("rollouts: the law under-predicted")]
+    assert all(law_loss(p["N"], p["D"], 0.01) > p["loss"] for p in res["predictions"])
     widths = [math.log(p["pi"][1] / p["pi"][0]) for p in res["predictions"]]
     assert widths[0] < widths[1] < widths[2]
     truth = [law_loss(p["N"], p["D"], 0.01) for p in res["predictions"]]
