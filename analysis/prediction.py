@@ -271,8 +271,9 @@ def predict(df: pd.DataFrame, at, *, loss_col: str, n_col: str | None = None, d_
     warnings = list(fit.warnings)
     if calib["n_levels"] < 2:
         warnings.append("predict: " + calib["note"])
-    if bias_warning(calib):
-        warnings.append(bias_warning(calib))
+    bias = bias_warning(calib)
+    if bias:
+        warnings.append(bias)
     N = np.array([p[0] for p in pts])
     D = np.array([p[1] for p in pts])
     x = lw.make_inputs(N=N, D=D)

@@ -330,7 +330,7 @@ class Ladder:
     def expand(self, pl: "Planner") -> None:
         from analysis import approaches as ap
         from analysis.data import done_runs, load_results
-        from analysis.prediction import predict
+        from analysis.prediction import bias_warning, predict
 
         df, _ = done_runs(load_results(self.fit, what="grid.fit"))
         n_col = {"total": "n_total", "non_embedding": "n_non_embedding"}[pl.sweep.n_basis]
@@ -348,15 +348,15 @@ class Ladder:
             N, D = float(pl.n_of(counts)), float(cell.tokens_trained)
             res = predict(df, [(N, D)], **cols, law=self.law, K=self.K, level=self.level)
             p = res["predictions"][0]
-            for w in res["warnings"]:
-                if w.startswith("rollouts:"):  # read before the rung is trained, not after
-                    pl.warn(f"grid.target_c {C:.3g}: {w}")
+            bias = bias_warning(res["calibration"])
+            if bias:  # read before the rung is trained, not after
+                pl.warn(f"grid.target_c {C:.3g}: {bias}")
             pl.rows[-1]["prediction"] = {
                 "N": N, "D": D, "C": p["C"], "loss": p["loss"], "ci": p["ci"], "pi": p["pi"], "level": self.level,
                 "extrapolation": p["extrapolation"], "law": res["law"], "calibration": {
                     k: res["calibration"].get(k) for k in ("n_levels", "coverage", "growth_per_decade", "growth_own", "z",
                                                        "mean_signed_rel_error", "share_over_predicted")},
-                "warnings": [w for w in res["warnings"] if w.startswith("rollouts:")],
+                "warnings": [bias] if bias else [],
                 "fit": str(Path(self.fit).resolve()), "fit_runs": int(len(df)), "n_basis": pl.sweep.n_basis}
 
 
