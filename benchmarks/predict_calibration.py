@@ -6,9 +6,13 @@
 For each table (and each group of the multi-set tables): the rollout levels, the number of
 rollout predictions, the error growth per decade of extrapolation, the cross-validated coverage
 of the 95% prediction interval (target >= 90%; also with the plain Gaussian z = 1.96 instead of
-the rollout-calibrated z), and the mean |error| of the rollout predictions,
-overall and beyond one decade; then the 25th percentile of the tables' growths (the floor,
-``analysis.prediction.GROWTH_FLOOR``, that a table too small to measure its own growth is given).
+the rollout-calibrated z), the median 95% half-width at the rollout predictions, and the mean |error|
+of the rollout predictions, overall and beyond one decade; then the 25th percentile of the tables'
+growths (the floor, ``analysis.prediction.GROWTH_FLOOR``, that a table too small to measure its own
+growth is given).  With ``--variants``, the same rollouts also under three other models of the error's
+growth (the study behind keeping the production one, docs/predicting.md): distance counted per *span*
+of the fit (decades beyond its largest C / decades of C it covers) instead of per decade, and each
+rollout level counted once in the growth's least squares instead of each prediction.
 
 ``--small K``: what a K-budget sweep's interval is worth.  Each IsoFLOP table is cut to its K
 smallest budgets, ``analysis.predict`` (the production path, 40 bootstrap resamples) predicts every
@@ -26,6 +30,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from analysis import prediction
 from analysis import published as pub
 from analysis.diagnostics import canonical
 from analysis.prediction import GROWTH_FLOOR, calibration, predict, rollouts
@@ -42,6 +47,41 @@ def tables():
         yield "porian2024 " + "/".join(key), g, dict(loss_col="loss", n_col="n", d_col="t", budget_col="flops")
     qs = pd.read_csv("experiments/results/quickstart/results.csv")
     yield "quickstart (ours)", qs, dict(loss_col="eval_loss", n_col="n_total", d_col="tokens", budget_col="budget")
+
+
+_POOLED = prediction.growth  # the production growth: one least squares over every rollout prediction
+
+
+def _level_weighted_growth(roll: pd.DataFrame) -> float:
+    """The growth with each rollout level counted once: the root mean of the levels' own least-squares s^2."""
+    return math.sqrt(float(np.mean([_POOLED(g) ** 2 for _, g in roll.groupby("level")]))) if len(roll) else 0.0
+
+
+def _half_width(roll: pd.DataFrame, cal: dict) -> float:
+    """Median 95% half-width (log loss) of the full table's interval model at its rollout predictions."""
+    sd = np.sqrt(roll["sigma0_fit"].to_numpy() ** 2 + (cal["growth_per_decade"] * roll["distance"].clip(lower=0)) ** 2)
+    return float(np.median(cal["z"] * sd))
+
+
+def variants(frame: pd.DataFrame, roll: pd.DataFrame, notes: list[str]) -> dict:
+    """Cross-validated coverage and median half-width under the four growth models (see the module doc)."""
+    key, _ = prediction.rollout_levels(frame)
+    span = {lv: max(math.log10(frame.loc[frame[key] <= lv, "C"].max() / frame.loc[frame[key] <= lv, "C"].min()), 0.05)
+            for lv in roll["level"].unique()}
+    # per span: the distance column replaced by the ratio, so calibration() runs unchanged on it
+    per_span = roll.assign(distance=roll["distance"].clip(lower=0) / roll["level"].map(span))
+    out = {}
+    for unit, r in (("decade", roll), ("span", per_span)):
+        for weighting in ("pooled", "by level"):
+            saved = prediction.growth
+            if weighting == "by level":
+                prediction.growth = _level_weighted_growth
+            try:
+                cal = calibration(r, notes)
+            finally:
+                prediction.growth = saved
+            out[f"per {unit}, {weighting}"] = (cal.get("coverage"), _half_width(r, cal), cal["z"])
+    return out
 
 
 def small_tables(k: int) -> None:
@@ -80,12 +120,13 @@ def small_tables(k: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--starts", default="small", choices=("small", "full"))
+    ap.add_argument("--variants", action="store_true", help="also score three other growth models on the rollouts")
     ap.add_argument("--small", type=int, default=0, metavar="K",
                     help="cut each IsoFLOP table to its K smallest budgets and score the intervals beyond")
     args = ap.parse_args()
     if args.small:
         return small_tables(args.small)
-    rows, growths = [], []
+    rows, growths, study = [], [], []
     for name, df, cols in tables():
         t0 = time.time()
         frame = canonical(df, **cols)
@@ -99,10 +140,14 @@ def main() -> None:
                      "coverage95": None if cal.get("coverage") is None else round(cal["coverage"], 3),
                      "coverage95 (z=1.96)": None if cal.get("coverage") is None else round(cal["coverage_gaussian_z"], 3),
                      "z": round(cal["z"], 2),
+                     "half-width": round(_half_width(roll, cal), 4) if len(roll) else None,
                      "mean|err|": None if cal.get("mean_abs_rel_error") is None else round(cal["mean_abs_rel_error"], 4),
                      "mean|err| >1 decade": round(float((far["pred"] / far["loss"] - 1).abs().mean()), 4) if len(far) else None,
                      "s": round(time.time() - t0, 1)})
         print(rows[-1], flush=True)
+        if args.variants and cal["n_levels"] >= 2:
+            study.append({"table": name, **{f"{m} {what}": v[i] for m, v in variants(frame, roll, notes).items()
+                                            for i, what in enumerate(("coverage", "half-width", "z"))}})
     out = pd.DataFrame(rows)
     cols = list(out.columns)
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
@@ -111,6 +156,13 @@ def main() -> None:
     ok = out["coverage95"].dropna()
     print(f"\n{len(ok)} tables with cross-validated coverage: median {ok.median():.3f}, min {ok.min():.3f}, "
           f"{int((ok >= 0.9).sum())} of {len(ok)} >= 0.90")
+    if study:
+        st = pd.DataFrame(study).set_index("table")
+        print("\ngrowth models on the same rollouts (cross-validated coverage; median half-width; z):")
+        for m in ("per decade, pooled", "per decade, by level", "per span, pooled", "per span, by level"):
+            c, w, z = st[f"{m} coverage"], st[f"{m} half-width"], st[f"{m} z"]
+            print(f"  {m:22s} coverage median {c.median():.3f}, min {c.min():.3f}, {int((c >= 0.9).sum())} of {len(c)} >= 0.90; "
+                  f"half-width median {w.median():.4f}, max {w.max():.4f}; z median {z.median():.2f}, max {z.max():.2f}")
     print(f"growth per decade over the {len(growths)} published tables with >= 2 rollout levels: 25th percentile "
           f"{np.quantile(growths, 0.25):.6f} (analysis.prediction.GROWTH_FLOOR = {GROWTH_FLOOR}), "
           f"median {np.median(growths):.6f}")
