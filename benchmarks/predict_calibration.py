@@ -12,7 +12,9 @@ growths (the floor, ``analysis.prediction.GROWTH_FLOOR``, that a table too small
 growth is given).  With ``--variants``, the same rollouts also under three other models of the error's
 growth (the study behind keeping the production one, docs/predicting.md): distance counted per *span*
 of the fit (decades beyond its largest C / decades of C it covers) instead of per decade, and each
-rollout level counted once in the growth's least squares instead of each prediction.
+rollout level counted once in the growth's least squares instead of each prediction; and the production
+model after correcting each level's predictions for the signed drift (error proportional to distance)
+that the other levels' rollouts show, the study behind saying a bias rather than correcting it.
 
 ``--small K``: what a K-budget sweep's interval is worth.  Each IsoFLOP table is cut to its K
 smallest budgets, ``analysis.predict`` (the production path, 40 bootstrap resamples) predicts every
@@ -84,6 +86,22 @@ def variants(frame: pd.DataFrame, roll: pd.DataFrame, notes: list[str]) -> dict:
     return out
 
 
+def drift_corrected(roll: pd.DataFrame) -> tuple[float, float, float]:
+    """Leave-level-out: correct each level's predictions by the signed drift ``e = b d`` that the *other*
+    levels' rollouts show (least squares through 0), then score them with the production model fitted on
+    the other levels' corrected errors.  Returns (coverage, mean |log error| corrected, uncorrected)."""
+    d, e = roll["distance"].clip(lower=0).to_numpy(), roll["log_error"].to_numpy()
+    hits, corrected = [], []
+    for lv in roll["level"].unique():
+        m = (roll["level"] == lv).to_numpy()
+        b = float(d[~m] @ e[~m] / (d[~m] @ d[~m]))
+        rest, g = roll[~m].assign(log_error=e[~m] - b * d[~m]), roll[m].assign(log_error=e[m] - b * d[m])
+        s = prediction.growth(rest)
+        hits.append(prediction._scores(g, s) <= prediction.z_calibrated(rest, s))
+        corrected.append(np.abs(g["log_error"].to_numpy()))
+    return float(np.concatenate(hits).mean()), float(np.concatenate(corrected).mean()), float(np.abs(e).mean())
+
+
 def small_tables(k: int) -> None:
     rows = []
     for name, df, cols in tables():
@@ -147,7 +165,8 @@ def main() -> None:
         print(rows[-1], flush=True)
         if args.variants and cal["n_levels"] >= 2:
             study.append({"table": name, **{f"{m} {what}": v[i] for m, v in variants(frame, roll, notes).items()
-                                            for i, what in enumerate(("coverage", "half-width", "z"))}})
+                                            for i, what in enumerate(("coverage", "half-width", "z"))},
+                          **dict(zip(("drift coverage", "drift abs", "abs"), drift_corrected(roll)))})
     out = pd.DataFrame(rows)
     cols = list(out.columns)
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
@@ -163,6 +182,11 @@ def main() -> None:
             c, w, z = st[f"{m} coverage"], st[f"{m} half-width"], st[f"{m} z"]
             print(f"  {m:22s} coverage median {c.median():.3f}, min {c.min():.3f}, {int((c >= 0.9).sum())} of {len(c)} >= 0.90; "
                   f"half-width median {w.median():.4f}, max {w.max():.4f}; z median {z.median():.2f}, max {z.max():.2f}")
+        c = st["drift coverage"]
+        print(f"  corrected for the drift the other levels show: coverage median {c.median():.3f}, min {c.min():.3f}, "
+              f"{int((c >= 0.9).sum())} of {len(c)} >= 0.90; mean |log error| lower in "
+              f"{int((st['drift abs'] < st['abs']).sum())} of {len(c)} tables (median {st['drift abs'].median():.4f} "
+              f"vs {st['abs'].median():.4f} uncorrected)")
     print(f"growth per decade over the {len(growths)} published tables with >= 2 rollout levels: 25th percentile "
           f"{np.quantile(growths, 0.25):.6f} (analysis.prediction.GROWTH_FLOOR = {GROWTH_FLOOR}), "
           f"median {np.median(growths):.6f}")
