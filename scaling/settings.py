@@ -192,15 +192,17 @@ def local_backend() -> str:
         platform = jax.default_backend()
     else:
         platforms = os.environ.get("JAX_PLATFORMS", "")
-        if platforms:
-            platform = platforms.split(",")[0].strip()
-        elif any(os.path.exists(p) for p in TPU_DEVICE_FILES):
-            platform = "tpu"
-        elif any(os.path.exists(p) for p in GPU_DEVICE_FILES):
-            platform = "gpu"
-        else:
-            platform = "cpu"
+        platform = platforms.split(",")[0].strip() if platforms else device_files_backend()
     return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+
+
+def device_files_backend() -> str:
+    """``tpu`` | ``gpu`` | ``cpu`` from the accelerator device files alone, without starting JAX."""
+    if any(os.path.exists(p) for p in TPU_DEVICE_FILES):
+        return "tpu"
+    if any(os.path.exists(p) for p in GPU_DEVICE_FILES):
+        return "gpu"
+    return "cpu"
 
 
 def is_cpu() -> bool:

@@ -267,6 +267,7 @@ def test_real_trainer_sweep_with_a_diverging_cell(tmp_path):
                    .replace("tokens=(1024, 2048)", "tokens=(4096,)").replace("batch_size=4", "batch_size=8"))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env.pop("JAX_PLATFORMS", None)  # as a user starts it: the launcher decides what its workers compute on
     p = launch(exp, tmp_path / "out", workers=1, env=env, train_fn=None)
     txt, _ = p.communicate(timeout=240)
     assert p.returncode == 0, txt
@@ -280,6 +281,23 @@ def test_real_trainer_sweep_with_a_diverging_cell(tmp_path):
     bad = df[df["peak_lr"] > 1].iloc[0]
     assert bad["state"] == "diverged"
     assert "time in cells: startup" in txt
+    # CPU workers start JAX on CPU alone: no plugin of the test extra (CUDA, libtpu) is initialised
+    log = (tmp_path / "out" / "worker-0.log").read_text()
+    assert "Traceback" not in log and "Unable to load CUDA" not in log, log[:2000]
+
+
+def test_cpu_workers_are_told_cpu_before_jax_starts(tmp_path, monkeypatch):
+    from scaling import settings as st
+    from scaling.launch.local import worker_environ
+
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    monkeypatch.setattr(st, "TPU_DEVICE_FILES", (str(tmp_path / "accel0"),))
+    monkeypatch.setattr(st, "GPU_DEVICE_FILES", (str(tmp_path / "nvidia0"),))
+    assert worker_environ(st.Settings())["JAX_PLATFORMS"] == "cpu"
+    (tmp_path / "nvidia0").touch()  # a GPU machine: the workers must see it
+    assert "JAX_PLATFORMS" not in worker_environ(st.Settings())
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")  # the user's choice is kept
+    assert worker_environ(st.Settings())["JAX_PLATFORMS"] == "cuda"
 
 
 def test_every_backend_implements_the_protocol(tmp_path):

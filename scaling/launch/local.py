@@ -20,10 +20,19 @@ from scaling.launch.backend import repo_pythonpath
 
 
 def worker_environ(settings) -> dict:
-    """The environment of a worker process: ours, the settings, and ``scaling`` importable."""
+    """The environment of a worker process: ours, the settings, and ``scaling`` importable; on a
+    machine with no accelerator device file and no ``JAX_PLATFORMS`` of the user's, ``JAX_PLATFORMS=cpu``."""
+    from scaling.settings import device_files_backend
+
     env = dict(os.environ)
     env.update(settings.environ())
     env["PYTHONPATH"] = repo_pythonpath(env.get("PYTHONPATH"))
+    if not env.get("JAX_PLATFORMS") and device_files_backend() == "cpu":
+        # The workers will compute on CPU whatever is installed, so say it before JAX starts: else JAX
+        # initialises every plugin it finds (jax-cuda12-plugin, from the gpu-aot extra, writes a CUDA
+        # traceback into each worker log; libtpu admits one process per host, so a CPU worker holding
+        # it makes a TPU AOT plan on the same machine fail).
+        env["JAX_PLATFORMS"] = "cpu"
     return env
 
 
