@@ -180,8 +180,8 @@ def calibration(roll: pd.DataFrame, notes: list[str], level: float = LEVEL) -> d
 def bias_warning(calib: dict) -> str | None:
     """A line when the rollouts err mostly one way (>= 80% of >= 5 predictions): the law is then likely
     biased the same way at the points predicted, more so farther out, and the interval (symmetric in
-    log loss around the law) does not correct for it.  Both quickstart seeds' rollouts over-predicted
-    4-5 of 5 larger runs by 1-3%, and both pre-registered rungs a decade out landed 6.5-7.2% below
+    log loss around the law) does not correct for it.  The quickstart seeds' rollouts over-predicted
+    4-5 of 5 larger runs by 1-3%, and all three pre-registered rungs a decade out landed 4.4-7.2% below
     the prediction (docs/predicting.md)."""
     n, share = calib.get("n_predictions", 0), calib.get("share_over_predicted")
     if n < 5 or share is None or 0.2 < share < 0.8:
