@@ -173,8 +173,8 @@ def env_name(field: str) -> str:
     return _PREFIX + field.upper()
 
 
-# Device files an accelerator runtime opens: NVIDIA GPUs, TPU VMs (v4+: accel, v2/v3: vfio).
-GPU_DEVICE_FILES = ("/dev/nvidia0",)
+# Device files an accelerator runtime opens: NVIDIA and AMD (ROCm) GPUs, TPU VMs (v4+: accel, v2/v3: vfio).
+GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/kfd")  # NVIDIA; AMD ROCm
 TPU_DEVICE_FILES = ("/dev/accel0", "/dev/vfio")
 
 
