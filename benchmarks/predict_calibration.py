@@ -68,8 +68,10 @@ def _half_width(roll: pd.DataFrame, cal: dict) -> float:
 def variants(frame: pd.DataFrame, roll: pd.DataFrame, notes: list[str]) -> dict:
     """Cross-validated coverage and median half-width under the four growth models (see the module doc)."""
     key, _ = prediction.rollout_levels(frame)
-    span = {lv: max(math.log10(frame.loc[frame[key] <= lv, "C"].max() / frame.loc[frame[key] <= lv, "C"].min()), 0.05)
-            for lv in roll["level"].unique()}
+    span = {}  # decades of C each level's fit covers (at least 0.05: a near-one-budget fit)
+    for lv in roll["level"].unique():
+        c = frame.loc[frame[key] <= lv, "C"]
+        span[lv] = max(math.log10(c.max() / c.min()), 0.05)
     # per span: the distance column replaced by the ratio, so calibration() runs unchanged on it
     per_span = roll.assign(distance=roll["distance"].clip(lower=0) / roll["level"].map(span))
     out = {}

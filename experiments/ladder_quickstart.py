@@ -11,6 +11,7 @@ shape rule, writes its predicted loss and 95% prediction interval into the run d
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,3 +30,13 @@ SWEEP = Sweep(
     analysis=(("approaches", ()),),  # one run: nothing to fit; the report scores the prediction
     description="the quickstart's compute-optimal run at 10x its largest budget, predicted before training",
 )
+
+
+def rung_from(qs: Sweep) -> Sweep:
+    """This rung planned from another quickstart sweep (:func:`quickstart.with_seed`): its committed
+    results (``experiments/results/<its name>``) and its recipe, named ``ladder_<its name>``."""
+    return dataclasses.replace(
+        SWEEP, name=f"ladder_{qs.name}", recipe=qs.recipe,
+        grid=Ladder(fit=str(HERE / "results" / qs.name), target_c=(2.5e13,)),
+        description=f"the seed-{qs.recipe.seed} quickstart's compute-optimal run at 10x its largest budget, "
+                    "predicted before training")

@@ -13,20 +13,7 @@ stands, then trained and scored (``predicted_loss``, ``predicted_pi_lo/hi``, ``p
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import ladder_quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 import quickstart_seed1
 
-from scaling.sweep import Ladder
-
-HERE = Path(__file__).resolve().parent
-
-SWEEP = dataclasses.replace(
-    ladder_quickstart.SWEEP,
-    name="ladder_quickstart_seed1",
-    recipe=quickstart_seed1.SWEEP.recipe,
-    grid=Ladder(fit=str(HERE / "results" / "quickstart_seed1"), target_c=(2.5e13,)),
-    description="the seed-1 quickstart's compute-optimal run at 10x its largest budget, predicted before training",
-)
+SWEEP = ladder_quickstart.rung_from(quickstart_seed1.SWEEP)

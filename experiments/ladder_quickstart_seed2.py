@@ -12,20 +12,7 @@ interval written into ``prediction.json`` before the first step, then trained an
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import ladder_quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 import quickstart_seed2
 
-from scaling.sweep import Ladder
-
-HERE = Path(__file__).resolve().parent
-
-SWEEP = dataclasses.replace(
-    ladder_quickstart.SWEEP,
-    name="ladder_quickstart_seed2",
-    recipe=quickstart_seed2.SWEEP.recipe,
-    grid=Ladder(fit=str(HERE / "results" / "quickstart_seed2"), target_c=(2.5e13,)),
-    description="the seed-2 quickstart's compute-optimal run at 10x its largest budget, predicted before training",
-)
+SWEEP = ladder_quickstart.rung_from(quickstart_seed2.SWEEP)

@@ -29,6 +29,7 @@ byte, the correct lines' bits per byte: columns ``task/pystdlib_nextline/...`` o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from scaling import accounting
@@ -103,3 +104,11 @@ SWEEP = Sweep(
     n_basis="total",
     description="CPU default: 3 IsoFLOP budgets x 5 sizes on pystdlib (bytes)",
 )
+
+
+def with_seed(seed: int) -> Sweep:
+    """This sweep with another ``seed`` (other initial weights, another order of the same batches), named
+    ``quickstart_seed<seed>``: same grid, recipe and shapes, so every difference is the seed's."""
+    return dataclasses.replace(
+        SWEEP, name=f"quickstart_seed{seed}", recipe=dataclasses.replace(RECIPE, seed=seed),
+        description=f"the quickstart with seed {seed}: 3 IsoFLOP budgets x 5 sizes on pystdlib (bytes)")

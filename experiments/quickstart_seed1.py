@@ -12,13 +12,6 @@ shapes as :mod:`quickstart`; only ``seed`` differs, and with it every run id::
 
 from __future__ import annotations
 
-import dataclasses
-
 import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 
-SWEEP = dataclasses.replace(
-    quickstart.SWEEP,
-    name="quickstart_seed1",
-    recipe=dataclasses.replace(quickstart.RECIPE, seed=1),
-    description="the quickstart with seed 1: 3 IsoFLOP budgets x 5 sizes on pystdlib (bytes)",
-)
+SWEEP = quickstart.with_seed(1)

@@ -11,13 +11,6 @@ only ``seed`` differs, and with it every run id::
 
 from __future__ import annotations
 
-import dataclasses
-
 import quickstart  # experiments/ is on sys.path while scaling.sweep.load_sweep runs this file
 
-SWEEP = dataclasses.replace(
-    quickstart.SWEEP,
-    name="quickstart_seed2",
-    recipe=dataclasses.replace(quickstart.RECIPE, seed=2),
-    description="the quickstart with seed 2: 3 IsoFLOP budgets x 5 sizes on pystdlib (bytes)",
-)
+SWEEP = quickstart.with_seed(2)

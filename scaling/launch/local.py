@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 from scaling.launch.backend import repo_pythonpath
+from scaling.settings import device_files_backend
 
 
 def worker_environ(settings) -> dict:
     """The environment of a worker process: ours, the settings, and ``scaling`` importable; on a
     machine with no accelerator device file and no ``JAX_PLATFORMS`` of the user's, ``JAX_PLATFORMS=cpu``."""
-    from scaling.settings import device_files_backend
-
     env = dict(os.environ)
     env.update(settings.environ())
     env["PYTHONPATH"] = repo_pythonpath(env.get("PYTHONPATH"))
