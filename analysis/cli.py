@@ -159,7 +159,9 @@ def add_predict(subparsers) -> None:
                    help="annealing: Tissue et al. 2024 (4 constants); multipower: Luo et al. 2025 (7 constants)")
     p.add_argument("--loss", choices=("auto", "eval_loss", "train_loss"), default="auto",
                    help="which trajectory (auto: eval_loss when a run logged >= 6 evals, else train_loss)")
-    p.add_argument("--fork-index", type=int, default=0, help="which fork (by horizon, 0 = shortest) joins the trunk")
+    p.add_argument("--fork-index", default="0",
+                   help="which fork (by horizon, 0 = shortest) joins the trunk; a comma list (e.g. 0,1) fits the "
+                        "trunk with several cooldowns at once")
     p.add_argument("--difference", action="store_true",
                    help="fit the fork's points as fork-minus-trunk gaps at steps both were evaluated "
                         "(cancels the noise they share)")
@@ -368,6 +370,23 @@ def run_fit(args) -> int:
     return 0
 
 
+def _fork_ranks(text: str) -> int | tuple[int, ...]:
+    """``--fork-index`` as an int (one fork) or a tuple of distinct ranks (several cooldowns)."""
+    from analysis.errors import ConfigError
+
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        ranks = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--fork-index {text}: not an integer or a comma list of integers; e.g. 2, or 0,1 "
+                          f"(0 = the shortest fork)") from None
+    if any(r < 0 for r in ranks):
+        raise ConfigError(f"--fork-index {text}: must be >= 0 (0 = the shortest fork)")
+    if len(set(ranks)) != len(ranks):
+        raise ConfigError(f"--fork-index {text}: a fork is listed twice; list each rank once (e.g. 0,1)")
+    return ranks[0] if len(ranks) == 1 else tuple(ranks)
+
+
 def run_fit_curves(args) -> int:
     from analysis import curves
     from analysis.errors import ConfigError
@@ -376,15 +395,14 @@ def run_fit_curves(args) -> int:
         if (args.predict is None) != (args.measured is None):
             raise ConfigError("--predict/--measured: give both (the experiment file to predict and its results "
                               "table with the measured eval_loss) or neither")
-        if args.fork_index < 0:
-            raise ConfigError(f"--fork-index {args.fork_index}: must be >= 0 (0 = the shortest fork)")
+        fork_index = _fork_ranks(args.fork_index)
         if args.predict is not None:
             rows = curves.predict_experiment(curves._path_ok(args.sweep_dir), args.predict, args.measured,
-                                             loss=args.loss, fork_index=args.fork_index, law=args.law,
+                                             loss=args.loss, fork_index=fork_index, law=args.law,
                                              difference=args.difference)
         else:
             rows = curves.fit_sweep_curves(curves._path_ok(args.sweep_dir), loss=args.loss,
-                                           fork_index=args.fork_index, law=args.law, difference=args.difference)
+                                           fork_index=fork_index, law=args.law, difference=args.difference)
         if not rows:
             raise ConfigError(f"SWEEP_DIR {args.sweep_dir}: no size has a trunk (or a run) plus >= 2 other finished "
                               f"runs with trajectories; fit-curves predicts a size's other runs from two of them")

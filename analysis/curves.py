@@ -77,6 +77,7 @@ class CurveLaw:
     lam: float = LAMBDA
     rmse: float = float("nan")  # relative, on the points fitted
     n_points: int = 0
+    at_bounds: tuple[str, ...] = ()  # fitted exponents left on a search bound (:func:`_at_bounds`)
 
     name = "annealing"
 
@@ -166,6 +167,15 @@ def _varpro(pts, design, difference, starts, lo, hi, x_scale):
     return r, coef, best.x
 
 
+def _at_bounds(names, q, lo, hi) -> tuple[str, ...]:
+    """The nonlinear constants a fit left on (within 1e-4 of the range of) a search bound.
+
+    A constant there is not pinned by the trajectories: the best fit wanted to go further, so a
+    prediction that leans on it extrapolates a boundary fit, however small its rmse.
+    """
+    return tuple(n for n, v, a, b in zip(names, q, lo, hi) if min(v - a, b - v) <= 1e-4 * (b - a))
+
+
 def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: float = 0.1,
               difference: bool = False):
     """Fit one size's law (``annealing`` or ``multipower``) to ``runs``: ``[(lr per step, steps, losses), ...]``.
@@ -204,7 +214,8 @@ def _fit_annealing(runs, *, lam: float, skip_frac: float, difference: bool = Fal
 
     a0 = min(np.linspace(0.05, 2.0, 40), key=cost)  # a scan, then a polish
     r, (L0, A, C), (alpha,) = _varpro(pts, design, difference, [[a0]], [1e-3], [3.0], [0.1])
-    return CurveLaw(float(L0), float(A), float(alpha), float(C), peak, lam, float(np.sqrt(np.mean(r ** 2))), len(r))
+    return CurveLaw(float(L0), float(A), float(alpha), float(C), peak, lam, float(np.sqrt(np.mean(r ** 2))), len(r),
+                    _at_bounds(("alpha",), [alpha], [1e-3], [3.0]))
 
 
 # ----------------------------------------------------------------------------- multi-power law
@@ -240,6 +251,7 @@ class MultiPowerLaw:
     peak: float
     rmse: float = float("nan")  # relative, on the points fitted
     n_points: int = 0
+    at_bounds: tuple[str, ...] = ()  # fitted constants left on a search bound (:func:`_at_bounds`)
 
     name = "multipower"
 
@@ -261,7 +273,7 @@ def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) ->
     Variable projection: for fixed ``(alpha, log C, beta, gamma)`` the best ``L0, A, B`` solve a
     linear least squares on the relative error; the four are searched by ``least_squares`` from
     six starts (bounds ``alpha`` in [0.02, 3], ``C`` in [1e-5, 1e3], ``beta`` in [0.02, 5],
-    ``gamma`` in [0, 2]) and the best fit is kept.
+    ``gamma`` in [0, 2]) and the best fit is kept; ``at_bounds`` names those it left on a bound.
     """
     peak, pts, _ = _points(runs, skip_frac)
 
@@ -278,7 +290,7 @@ def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) ->
     r, (L0, A, B), q = _varpro(pts, design, difference, starts, lo, hi, [0.3, 2.0, 0.3, 0.3])
     alpha, logc, beta, gamma = map(float, q)
     return MultiPowerLaw(float(L0), float(A), alpha, float(B), math.exp(logc), beta, gamma, peak,
-                         float(np.sqrt(np.mean(r ** 2))), len(r))
+                         float(np.sqrt(np.mean(r ** 2))), len(r), _at_bounds(("alpha", "C", "beta", "gamma"), q, lo, hi))
 
 
 # ----------------------------------------------------------------------------- sweep dirs
@@ -333,28 +345,36 @@ def _sweep_sizes(sweep_dir, loss: str):
     return by_size, finals
 
 
-def _fit_size(runs, *, fork_index: int, law: str, lam: float, min_others: int, difference: bool = False):
+def _fit_size(runs, *, fork_index, law: str, lam: float, min_others: int, difference: bool = False):
     """``(fitted law, fitted run ids, the size's other runs, trajectory name)``, or None with too few runs.
 
-    The base is the size's trunk (group ``wsd_trunk``; else its longest run) plus the fork of
-    rank ``fork_index`` by horizon; a fork's rows up to its fork step (its trunk's) are not
-    fitted twice.
+    The base is the size's trunk (group ``wsd_trunk``; else its longest run) plus the forks of
+    rank ``fork_index`` by horizon (an int, or a tuple of ints: several cooldowns fitted
+    together); a fork's rows up to its fork step (its trunk's) are not fitted twice.  A rank
+    past the size's forks is refused.
     """
+    ranks = (fork_index,) if isinstance(fork_index, int) else tuple(fork_index)
     trunks = [r for r in runs if r[0].group == "wsd_trunk"]
     others = sorted([r for r in runs if r[0].group != "wsd_trunk"], key=lambda r: r[0].steps)
-    if len(others) < min_others + (0 if trunks else 1):
+    if len(others) < min_others + len(ranks) - 1 + (0 if trunks else 1):
         return None
     planned = len(getattr(trunks[0][0], "checkpoint_steps", ()) or ()) if trunks else 0
     if planned and len([r for r in others if r[0].trunk == trunks[0][0].run_id]) < planned:
         return None  # forks still training: "the k-th fork by horizon" would name another horizon
     base = trunks[:1] or [others.pop()]
-    pick = others.pop(min(fork_index, len(others) - 1))
+    if max(ranks) >= len(others):
+        raise ConfigError(f"--fork-index {','.join(map(str, ranks))}: size {_size_key(runs[0][0])} has "
+                          f"{len(others)} fork(s) besides its trunk (ranks 0..{len(others) - 1} by horizon); "
+                          f"pick ranks below {len(others)}")
+    picks = [others[i] for i in ranks]
+    others = [r for i, r in enumerate(others) if i not in ranks]
     fitted = [(r[1], r[2], r[3]) for r in base]
-    first = pick[0].fork_step + 1 if (trunks and pick[0].trunk == base[0][0].run_id and pick[0].fork_step) else 1
-    fitted.append((pick[1], pick[2], pick[3], first))
+    for pick in picks:
+        forked = trunks and pick[0].trunk == base[0][0].run_id and pick[0].fork_step
+        fitted.append((pick[1], pick[2], pick[3], pick[0].fork_step + 1 if forked else 1))
     fit = fit_curve(fitted, law=law, lam=lam, difference=difference)
-    whiches = sorted({r[4] for r in base + [pick]})
-    return fit, [r[0].run_id for r in base + [pick]], others, "+".join(whiches)
+    whiches = sorted({r[4] for r in base + picks})
+    return fit, [r[0].run_id for r in base + picks], others, "+".join(whiches)
 
 
 def _row(key, cell, lr, measured, fit, fitted_on, which) -> dict:
@@ -363,12 +383,15 @@ def _row(key, cell, lr, measured, fit, fitted_on, which) -> dict:
     return {"size": key, "run_id": cell.run_id, "schedule": cell.optim.schedule, "steps": cell.steps,
             "tokens": cell.tokens_trained, "measured": measured if ok else float("nan"), "predicted": pred,
             "rel_error": pred / measured - 1 if ok else None, "fitted_on": fitted_on, "loss": which,
-            "law": fit.name, "params": fit.params()}
+            "law": fit.name, "params": fit.params(), "at_bounds": list(fit.at_bounds)}
 
 
-def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam: float = LAMBDA,
+def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int | tuple[int, ...] = 0, lam: float = LAMBDA,
                      law: str = "annealing", difference: bool = False) -> list[dict]:
     """Per model size of a WSD sweep: fit on the trunk plus one fork, predict every other run's final loss.
+
+    ``fork_index``: the fork's rank by horizon (0 = shortest), or a tuple of ranks to fit the
+    trunk with several cooldowns at once.
 
     Returns one row per predicted run: ``size`` (the model's d_model/n_layers name), ``run_id``,
     ``schedule``, ``steps``, ``tokens``, ``measured`` (the run's final held-out loss from
@@ -395,9 +418,10 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int = 0, lam:
     return out
 
 
-def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "auto", fork_index: int = 0,
+def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "auto",
+                       fork_index: int | tuple[int, ...] = 0,
                        lam: float = LAMBDA, law: str = "annealing", difference: bool = False) -> list[dict]:
-    """Fit each size of ``sweep_dir`` (trunk + one fork), predict every cell of another experiment.
+    """Fit each size of ``sweep_dir`` (trunk + the fork(s) ``fork_index``), predict every cell of another experiment.
 
     ``experiment``: an experiment file whose planned cells (same model shapes, same peak LR) are
     predicted from their own LR schedules; ``measured_table``: its results table (a sweep
@@ -457,6 +481,8 @@ def summarize(rows: list[dict]) -> dict:
     out["by_size"] = {k: one([r for r in rows if r["size"] == k]) for k in sorted({r["size"] for r in rows})}
     out["law"] = rows[0]["law"] if rows else None
     out["loss"] = rows[0]["loss"] if rows else None
+    # sizes whose fit left a constant on a search bound: their predictions rest on a boundary fit
+    out["at_bounds"] = {r["size"]: r["at_bounds"] for r in rows if r.get("at_bounds")}
     return out
 
 
@@ -477,6 +503,12 @@ def to_markdown(rows: list[dict]) -> str:
         L += ["", f"{s['n_predicted']} final losses predicted by the {s['law']} law fitted on {s['loss']} "
                   f"trajectories; median |error| {100 * s['median_abs_rel_error']:.2f}%, "
                   f"max {100 * s['max_abs_rel_error']:.2f}%."]
+    if s["at_bounds"]:
+        which = "; ".join(k + ": " + ", ".join(v) for k, v in s["at_bounds"].items())
+        L += ["", f"warning: {len(s['at_bounds'])} of {len(s['by_size'])} size(s) fitted with constants on a search "
+                  f"bound ({which}): the best fit wanted to go "
+                  f"further, so these trajectories do not pin them and those sizes' predictions extrapolate a "
+                  f"boundary fit."]
     return "\n".join(L) + "\n"
 
 

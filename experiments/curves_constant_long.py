@@ -7,7 +7,7 @@ cooldown under-teaches how much a long decay helps.  This grid adds, per size, o
 cooldown twice as long, forked from the same trunk checkpoint at step 2500 and ending at step
 3750 (decay 1/3 of a 7.68M-token horizon, to 0.1 x peak).  The sweep keeps ``curves_constant``'s
 name, so its trunks are that sweep's own (same run ids): copy ``runs/curves_constant`` and
-sweep into the copy, and only the 7 new forks train (8,750 steps; 12 minutes of sweep wall on 2
+sweep into the copy, and only the 7 new forks train (8,750 steps; 298 s of sweep wall on 2
 cores)::
 
     cp -r runs/curves_constant runs/curves_constant_long

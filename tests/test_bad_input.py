@@ -136,6 +136,8 @@ CASES = [
     ("fit_curves_predict_without_measured", ["fit-curves", "plain_dir", "--predict", "x.py"],
      ["--predict/--measured", "give both"]),
     ("fit_curves_negative_fork_index", ["fit-curves", "plain_dir", "--fork-index", "-1"], ["--fork-index -1", ">= 0"]),
+    ("fit_curves_fork_index_not_int", ["fit-curves", "plain_dir", "--fork-index", "0,x"], ["--fork-index 0,x", "comma list"]),
+    ("fit_curves_fork_index_twice", ["fit-curves", "plain_dir", "--fork-index", "1,1"], ["--fork-index 1,1", "listed twice"]),
     ("fit_curves_predict_no_such_experiment", ["fit-curves", "plain_dir", "--predict", "nofile.py", "--measured", "hp.csv"],
      ["experiment nofile.py: no such file"]),
     ("fit_curves_measured_without_run_ids", ["fit-curves", "plain_dir", "--predict", QUICKSTART, "--measured", "hp.csv"],

@@ -55,15 +55,16 @@ def test_a_trunk_and_one_fork_predict_the_other_forks():
     assert abs(law.predict_final(cos) / TRUE.predict_final(cos) - 1) < 0.01
 
 
-def _run(out, name, optim, steps, rng, group):
+def _run(out, name, optim, steps, rng, group, law=None):
+    """A finished run directory whose trajectory is TRUE's with noise (or ``law``'s, exactly)."""
     cell = Cell(model=MODEL, tokens=steps * 4 * 16, batch_size=4, optim=optim, name=name, group=group)
     rd = RunDir(out / "runs" / cell.run_id)
     rd.write_cell(cell)
     lr = lrs(optim, steps)
-    s, y = trajectory(lr, rng)
+    s, y = trajectory(lr, rng) if law is None else _exact(law, lr)
     rd.write_metrics([{"step": int(a), "train_loss": float(b), "lr": float(lr[a - 1])} for a, b in zip(s, y)])
     rd.finish({"run_id": cell.run_id, "state": "done", "steps": steps})
-    return cell, TRUE.predict_final(lr)
+    return cell, (law or TRUE).predict_final(lr)
 
 
 def test_fit_curves_on_a_sweep_directory(tmp_path, capsys):
@@ -84,6 +85,36 @@ def test_fit_curves_on_a_sweep_directory(tmp_path, capsys):
     assert cli.main(["fit-curves", str(tmp_path), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["summary"]["n_predicted"] == 3 and out["summary"]["median_abs_rel_error"] < 0.015
+    assert out["summary"]["at_bounds"] == {} and all(r["at_bounds"] == [] for r in rows)  # a well-posed fit
+    # several cooldowns fitted together (--fork-index 0,3): the trunk + the shortest and longest forks
+    both = fit_sweep_curves(tmp_path, fork_index=(0, 3))
+    assert len(both) == 2 and all(len(r["fitted_on"]) == 3 for r in both)
+    assert {r["run_id"] for r in both} == {r["run_id"] for r in rows} - {both[0]["fitted_on"][2]}
+    for r in both:
+        assert abs(r["predicted"] / truth[r["run_id"]] - 1) < 0.005
+    assert cli.main(["fit-curves", str(tmp_path), "--fork-index", "0,3", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["n_predicted"] == 2
+    # a rank past the size's forks is refused, not silently replaced by the longest one
+    with pytest.raises(ConfigError, match=r"--fork-index 4: size d16-l1 has 4 fork\(s\)"):
+        fit_sweep_curves(tmp_path, fork_index=4)
+    assert cli.main(["fit-curves", str(tmp_path), "--fork-index", "1,4"]) == 2
+    assert "pick ranks below 4" in capsys.readouterr().err
+
+
+def test_a_fit_left_on_a_bound_is_flagged(tmp_path, capsys):
+    """A size whose fitted constants sit on a search bound is named in the JSON and warned in the text."""
+    from scaling import cli
+
+    flat = dataclasses.replace(MPL, beta=0.005, B=40.0)  # beta past the searched range
+    _run(tmp_path, "trunk", dataclasses.replace(WSD, schedule="constant"), 2400, None, "wsd_trunk", law=flat)
+    for T in (1000, 2000, 3000):
+        _run(tmp_path, f"fork{T}", WSD, T, None, "wsd_fork", law=flat)
+    assert cli.main(["fit-curves", str(tmp_path), "--law", "multipower", "--fork-index", "2", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["at_bounds"] == {"d16-l1": ["beta"]}
+    assert all(r["at_bounds"] == ["beta"] for r in out["predictions"])
+    assert cli.main(["fit-curves", str(tmp_path), "--law", "multipower", "--fork-index", "2"]) == 0
+    assert "warning: 1 of 1 size(s) fitted with constants on a search bound (d16-l1: beta)" in capsys.readouterr().out
 
 
 def test_directories_without_trajectories_are_refused(tmp_path, capsys):
@@ -105,6 +136,11 @@ def mpl_traj(lr, rng, noise, every=25):
     return steps, MPL.predict_curve(lr, steps) * np.exp(noise * rng.standard_normal(len(steps)))
 
 
+def _exact(law, lr, every=25):
+    steps = np.arange(every, len(lr) + 1, every)
+    return steps, law.predict_curve(lr, steps)
+
+
 def test_multipower_recovers_its_parameters_and_predicts_cosine_from_a_constant_run():
     rng = np.random.default_rng(0)
     const = lrs(dataclasses.replace(WSD, schedule="constant"), 2400)
@@ -120,6 +156,12 @@ def test_multipower_recovers_its_parameters_and_predicts_cosine_from_a_constant_
     for T in (400, 1000, 2000, 3000):
         cos = lrs(dataclasses.replace(WSD, schedule="cosine"), T)
         assert abs(law.predict_final(cos) / MPL.predict_final(cos) - 1) < 0.01, T
+    assert law.at_bounds == ()
+    # a law whose saturation exponent lies past the search range (beta 0.005 < 0.02): the fit is
+    # left on the bound, and says so, instead of passing a boundary fit off as a measurement
+    flat = dataclasses.replace(MPL, beta=0.005, B=40.0)
+    edge = fit_curve([(const, *_exact(flat, const)), (fork, *_exact(flat, fork), 2401)], law="multipower")
+    assert edge.at_bounds == ("beta",) and edge.beta == pytest.approx(0.02)
     # the cooldown is what pins the annealing: the constant run alone is refused
     with pytest.raises(ConfigError, match="no fitted trajectory anneals"):
         fit_curve(runs[:1], law="multipower")
