@@ -74,7 +74,7 @@ def experiment(tmp_path: Path, fit: Path, targets=(1e13,)) -> Path:
     return p
 
 
-def test_a_rung_is_predicted_before_it_trains_and_scored_after(tmp_path, monkeypatch):
+def test_a_rung_is_predicted_before_it_trains_and_scored_after(tmp_path, monkeypatch, capsys):
     from scaling import sweep as sweep_mod
     from scaling.launch.commands import run_sweep
 
@@ -90,6 +90,13 @@ def test_a_rung_is_predicted_before_it_trains_and_scored_after(tmp_path, monkeyp
     assert pred["extrapolation"] == pytest.approx(6 * pred["N"] * pred["D"] / 1e12, rel=0.01)
     assert 5 < pred["extrapolation"] < 15
     assert pred["N"] == row["n_total"] and pred["D"] == cell.tokens_trained
+    # `scaling plan` shows the number the rung commits to, before anything trains
+    from scaling import cli
+
+    assert cli.main(["plan", str(exp)]) == 0
+    head, line = capsys.readouterr().out.splitlines()[:2]
+    assert "predicted_loss" in head and "predicted_pi" in head
+    assert f"{pred['loss']:.4f}" in line and f"[{pred['pi'][0]:.4f}, {pred['pi'][1]:.4f}]" in line
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "out"

@@ -146,7 +146,13 @@ def cmd_plan(args) -> int:
     else:
         cols = PLAN_TEXT_COLS + (("fork_step", "flops_trained") if p.savings else ())
         cols += ("hbm_gib_per_chip", "fits", "remat", "grad_accum", "fit") if target else ()
-        print(_table(rows, cols))
+        shown = rows
+        if any(r.get("prediction") for r in rows):  # a Ladder rung: the number it is committing to
+            cols += ("predicted_loss", "predicted_pi")
+            shown = [dict(r, predicted_loss=f"{r['prediction']['loss']:.4f}",
+                          predicted_pi=f"[{r['prediction']['pi'][0]:.4f}, {r['prediction']['pi'][1]:.4f}]")
+                     if r.get("prediction") else r for r in rows]
+        print(_table(shown, cols))
         if target:
             print(f"\n{len(rows)} cells, {p.total_flops:.3g} FLOPs ({sw.recipe.flops_convention})")
         else:
