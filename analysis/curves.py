@@ -356,16 +356,17 @@ def _fit_size(runs, *, fork_index, law: str, lam: float, min_others: int, differ
     ranks = (fork_index,) if isinstance(fork_index, int) else tuple(fork_index)
     trunks = [r for r in runs if r[0].group == "wsd_trunk"]
     others = sorted([r for r in runs if r[0].group != "wsd_trunk"], key=lambda r: r[0].steps)
-    if len(others) < min_others + len(ranks) - 1 + (0 if trunks else 1):
-        return None
     planned = len(getattr(trunks[0][0], "checkpoint_steps", ()) or ()) if trunks else 0
     if planned and len([r for r in others if r[0].trunk == trunks[0][0].run_id]) < planned:
         return None  # forks still training: "the k-th fork by horizon" would name another horizon
-    base = trunks[:1] or [others.pop()]
-    if max(ranks) >= len(others):
+    base = trunks[:1] or others[-1:]
+    others = others if trunks else others[:-1]
+    if others and max(ranks) >= len(others):
         raise ConfigError(f"--fork-index {','.join(map(str, ranks))}: size {_size_key(runs[0][0])} has "
                           f"{len(others)} fork(s) besides its trunk (ranks 0..{len(others) - 1} by horizon); "
                           f"pick ranks below {len(others)}")
+    if not base or len(others) < len(ranks) + min_others - 1:
+        return None  # nothing left to predict from or to
     picks = [others[i] for i in ranks]
     others = [r for i, r in enumerate(others) if i not in ranks]
     fitted = [(r[1], r[2], r[3]) for r in base]
