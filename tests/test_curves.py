@@ -245,6 +245,8 @@ def test_a_constant_run_and_its_cooldown_predict_another_experiments_cosine_runs
     rows = predict_experiment(sweep, tmp_path / "cos.py", table, law="multipower")
     assert len(rows) == 8 and {r["schedule"] for r in rows} == {"cosine"} and {r["size"] for r in rows} == {"d8-l1", "d16-l1"}
     assert max(abs(r["rel_error"]) for r in rows) < 0.01
+    with pytest.raises(ConfigError, match=r"--fork-index 0,1: size d16-l1 has 1 fork\(s\)"):
+        predict_experiment(sweep, tmp_path / "cos.py", table, law="multipower", fork_index=(0, 1))
     argv = ["fit-curves", str(sweep), "--law", "multipower", "--predict", str(tmp_path / "cos.py"), "--measured", str(table),
             "--format", "json"]
     assert cli.main(argv) == 0
