@@ -370,8 +370,8 @@ def run_fit(args) -> int:
     return 0
 
 
-def _fork_ranks(text: str) -> int | tuple[int, ...]:
-    """``--fork-index`` as an int (one fork) or a tuple of distinct ranks (several cooldowns)."""
+def _fork_ranks(text: str) -> tuple[int, ...]:
+    """``--fork-index`` as a tuple of distinct ranks (one fork, or several cooldowns)."""
     from analysis.errors import ConfigError
 
     parts = [p.strip() for p in str(text).split(",")]
@@ -384,7 +384,7 @@ def _fork_ranks(text: str) -> int | tuple[int, ...]:
         raise ConfigError(f"--fork-index {text}: must be >= 0 (0 = the shortest fork)")
     if len(set(ranks)) != len(ranks):
         raise ConfigError(f"--fork-index {text}: a fork is listed twice; list each rank once (e.g. 0,1)")
-    return ranks[0] if len(ranks) == 1 else tuple(ranks)
+    return tuple(ranks)
 
 
 def run_fit_curves(args) -> int:

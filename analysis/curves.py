@@ -213,9 +213,10 @@ def _fit_annealing(runs, *, lam: float, skip_frac: float, difference: bool = Fal
         return float(r @ r)
 
     a0 = min(np.linspace(0.05, 2.0, 40), key=cost)  # a scan, then a polish
-    r, (L0, A, C), (alpha,) = _varpro(pts, design, difference, [[a0]], [1e-3], [3.0], [0.1])
-    return CurveLaw(float(L0), float(A), float(alpha), float(C), peak, lam, float(np.sqrt(np.mean(r ** 2))), len(r),
-                    _at_bounds(("alpha",), [alpha], [1e-3], [3.0]))
+    lo, hi = [1e-3], [3.0]
+    r, (L0, A, C), q = _varpro(pts, design, difference, [[a0]], lo, hi, [0.1])
+    return CurveLaw(float(L0), float(A), float(q[0]), float(C), peak, lam, float(np.sqrt(np.mean(r ** 2))), len(r),
+                    _at_bounds(("alpha",), q, lo, hi))
 
 
 # ----------------------------------------------------------------------------- multi-power law

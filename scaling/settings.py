@@ -174,7 +174,7 @@ def env_name(field: str) -> str:
 
 
 # Device files an accelerator runtime opens: NVIDIA and AMD (ROCm) GPUs, TPU VMs (v4+: accel, v2/v3: vfio).
-GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/kfd")  # NVIDIA; AMD ROCm
+GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/kfd")
 TPU_DEVICE_FILES = ("/dev/accel0", "/dev/vfio")
 
 
