@@ -4,13 +4,15 @@
     python benchmarks/curves_report.py cosine runs/curves_constant experiments/results/curves_constant
     python benchmarks/curves_report.py cosine runs/curves_constant OUT MEASURED   # against another table of the cells
     python benchmarks/curves_report.py cosine runs/curves_constant_long experiments/results/curves_constant_long
+    python benchmarks/curves_report.py cosine runs/curves_constant_forks experiments/results/curves_constant_forks --sets 0,2,5
 
 ``wsd``: per law (annealing, multipower), per fork joining the trunk (``--fork-index 0..5``), the
 plain fit and ``--difference``: the other forks' final eval losses predicted, median and max
 |error| overall and per size.  ``cosine``: per law, ``--predict experiments/nxd_quickstart.py
 --measured experiments/results/nxd_quickstart/results.csv`` (or ``MEASURED``: the same cells trained again,
 e.g. on the host that trained the fitted runs); when each size has several cooldowns
-(``curves_constant_long``), once per cooldown and once with all of them (``--fork-index 0,1``).  Writes one JSON and one markdown table per variant and
+(``curves_constant_long``), once per cooldown and once with all of them (``--fork-index 0,1``), plus
+each ``--sets`` list (e.g. ``--sets 0,2,5``: those cooldowns together).  Writes one JSON and one markdown table per variant and
 ``curves.md`` (the summary) into the output folder.
 """
 
@@ -45,7 +47,8 @@ def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def main_(kind: str, sweep: str, out: str, measured: str = "experiments/results/nxd_quickstart/results.csv") -> None:
+def main_(kind: str, sweep: str, out: str, measured: str = "experiments/results/nxd_quickstart/results.csv",
+          extra_sets: tuple[tuple[int, ...], ...] = ()) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants = []
@@ -60,8 +63,9 @@ def main_(kind: str, sweep: str, out: str, measured: str = "experiments/results/
         else:
             # one variant per fork when each size has several cooldowns, and one with all of them
             sets = [(0,)] if n == 1 else [(k,) for k in range(n)] + [tuple(range(n))]
+            sets += [ks for ks in extra_sets if ks not in sets]
             for ks in sets:
-                tag = "" if n == 1 else f"_fork{''.join(map(str, ks))}"
+                tag = "" if n == 1 and ks == (0,) else f"_fork{''.join(map(str, ks))}"
                 variants.append((f"cosine_{law}{tag}", law, ",".join(map(str, ks)), False,
                                  ["fit-curves", sweep, "--law", law, "--fork-index", ",".join(map(str, ks)),
                                   "--predict", "experiments/nxd_quickstart.py", "--measured", measured]))
@@ -83,6 +87,11 @@ def main_(kind: str, sweep: str, out: str, measured: str = "experiments/results/
 
 
 if __name__ == "__main__":
-    if not (len(sys.argv) == 4 or (len(sys.argv) == 5 and sys.argv[1] == "cosine")) or sys.argv[1] not in ("wsd", "cosine"):
+    args, sets = sys.argv[1:], ()
+    if "--sets" in args:  # every argument after --sets is one comma list of fork ranks
+        i = args.index("--sets")
+        args, sets = args[:i], tuple(tuple(int(k) for k in a.split(",")) for a in args[i + 1:])
+    if not (len(args) == 3 or (len(args) == 4 and args[0] == "cosine")) or args[0] not in ("wsd", "cosine") or \
+            (sets and args[0] != "cosine"):
         raise SystemExit(__doc__)
-    main_(*sys.argv[1:])
+    main_(*args, extra_sets=sets)
