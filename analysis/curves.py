@@ -473,11 +473,19 @@ def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "au
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Median and max |relative error|, overall and ``by_size``."""
+    """Median and max |relative error|, the signed median and how many were over-predicted, overall and ``by_size``.
+
+    The signed numbers tell noise from bias: a law whose errors are noise over-predicts about half
+    the runs with a signed median near 0; one that over-predicts nearly all of them is biased for
+    those schedules, however small its rmse on the runs it was fitted to.
+    """
     def one(rs):
-        errs = np.array([abs(r["rel_error"]) for r in rs if r["rel_error"] is not None])
+        signed = np.array([r["rel_error"] for r in rs if r["rel_error"] is not None], dtype=np.float64)
+        errs = np.abs(signed)
         return {"n_predicted": int(len(errs)), "median_abs_rel_error": float(np.median(errs)) if len(errs) else None,
-                "max_abs_rel_error": float(errs.max()) if len(errs) else None}
+                "max_abs_rel_error": float(errs.max()) if len(errs) else None,
+                "median_rel_error": float(np.median(signed)) if len(signed) else None,
+                "n_over": int((signed > 0).sum())}
 
     out = one(rows)
     out["by_size"] = {k: one([r for r in rows if r["size"] == k]) for k in sorted({r["size"] for r in rows})}
@@ -504,7 +512,8 @@ def to_markdown(rows: list[dict]) -> str:
                          f"{100 * v['max_abs_rel_error']:.2f}% |")
         L += ["", f"{s['n_predicted']} final losses predicted by the {s['law']} law fitted on {s['loss']} "
                   f"trajectories; median |error| {100 * s['median_abs_rel_error']:.2f}%, "
-                  f"max {100 * s['max_abs_rel_error']:.2f}%."]
+                  f"max {100 * s['max_abs_rel_error']:.2f}%; signed median {100 * s['median_rel_error']:+.2f}%, "
+                  f"{s['n_over']} of {s['n_predicted']} over-predicted."]
     if s["at_bounds"]:
         which = "; ".join(k + ": " + ", ".join(v) for k, v in s["at_bounds"].items())
         L += ["", f"warning: {len(s['at_bounds'])} of {len(s['by_size'])} size(s) fitted with constants on a search "

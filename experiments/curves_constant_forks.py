@@ -3,12 +3,12 @@
 Why (docs/predicting.md, "Loss curves"): fitted on a constant-LR run plus cooldowns that all start
 at step 2500 (:mod:`curves_constant`, :mod:`curves_constant_long`), the multi-power law predicts
 ``nxd_quickstart``'s cosine runs with median |error| 1.18-1.26%, and the error depends on the
-horizon, not only on the schedule's shape: at 6.4M tokens, the horizon the cooldowns end at, the
-cosine runs are missed by a median 0.4%; at 1.6M-3.2M tokens, far from every fitted cooldown, by
-1.4-1.7%.  This grid gives the law a cooldown at each horizon it must predict: per size one
+horizon, not only on the schedule's shape: fitted on both cooldowns, at 6.4M tokens (the horizon
+the first cooldown ends at) the cosine runs are missed by a median 0.41%; at 1.6M-3.2M tokens, far
+from every fitted cooldown, by 1.5-1.8%.  This grid gives the law a cooldown at each horizon it must predict: per size one
 warmup + constant-LR trunk (the cosine rule's peak LR, :mod:`curves_constant`'s recipe, eval every
 :data:`curves_constant.EVAL_EVERY` steps) and one linear 20% cooldown to 0.1 x peak forked from it
-at each of ``nxd_quickstart``'s 6 horizons (fork steps 312-2,500) (0.8M-6.4M tokens): 7 trunks of 2,500 steps and 42
+at each of ``nxd_quickstart``'s 6 horizons (0.8M-6.4M tokens; fork steps 312-2,500): 7 trunks of 2,500 steps and 42
 cooldowns of 78-625 steps, 4,373 steps per size where the 6 cosine runs cost 9,373.  The warmup is
 the recipe's rule on the shortest horizon (20 steps, shared by trunk and forks, where the cosine
 runs warm up for 20-50 steps by horizon): the law counts a warmup only through the LR area ``S1``.

@@ -14,7 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.curves import CurveLaw, MultiPowerLaw, areas, fit_curve, fit_sweep_curves, predict_experiment
+from analysis.curves import (CurveLaw, MultiPowerLaw, areas, fit_curve, fit_sweep_curves, predict_experiment, summarize,
+                             to_markdown)
 from scaling.config import Cell, ConfigError, ModelConfig, OptimConfig
 from scaling.optim import learning_rate
 from scaling.rundir import RunDir
@@ -115,6 +116,23 @@ def test_a_fit_left_on_a_bound_is_flagged(tmp_path, capsys):
     assert all(r["at_bounds"] == ["beta"] for r in out["predictions"])
     assert cli.main(["fit-curves", str(tmp_path), "--law", "multipower", "--fork-index", "2"]) == 0
     assert "warning: 1 of 1 size(s) fitted with constants on a search bound (d16-l1: beta)" in capsys.readouterr().out
+
+
+def test_the_summary_tells_a_biased_law_from_noise():
+    """Signed median and over-predicted count: the same |errors| read as bias when they share a sign."""
+    def rows(errs):
+        return [{"size": "d16-l1" if i < 3 else "d24-l1", "run_id": f"r{i}", "schedule": "cosine", "tokens": 1e6,
+                 "measured": 2.0, "predicted": 2.0 * (1 + (e or 0.0)), "rel_error": e, "fitted_on": ["t", "f"],
+                 "law": "multipower", "loss": "eval_loss", "at_bounds": []} for i, e in enumerate(errs)]
+
+    noise, bias = summarize(rows([0.01, -0.02, 0.015, -0.01, 0.02, None])), summarize(rows([0.01, 0.02, 0.015, 0.01, 0.02]))
+    assert noise["median_abs_rel_error"] == pytest.approx(0.015) == bias["median_abs_rel_error"]
+    assert (noise["n_over"], noise["n_predicted"], bias["n_over"]) == (3, 5, 5)  # a missing measurement counts in neither
+    assert noise["median_rel_error"] == pytest.approx(0.01) and bias["median_rel_error"] == pytest.approx(0.015)
+    assert bias["by_size"]["d24-l1"] == {"n_predicted": 2, "median_abs_rel_error": pytest.approx(0.015),
+                                         "max_abs_rel_error": pytest.approx(0.02),
+                                         "median_rel_error": pytest.approx(0.015), "n_over": 2}
+    assert "signed median +1.50%, 5 of 5 over-predicted." in to_markdown(rows([0.01, 0.02, 0.015, 0.01, 0.02]))
 
 
 def test_directories_without_trajectories_are_refused(tmp_path, capsys):
