@@ -91,7 +91,10 @@ if __name__ == "__main__":
     args, sets = sys.argv[1:], ()
     if "--sets" in args:  # every argument after --sets is one comma list of fork ranks
         i = args.index("--sets")
-        args, sets = args[:i], tuple(tuple(int(k) for k in a.split(",")) for a in args[i + 1:])
+        try:
+            args, sets = args[:i], tuple(tuple(int(k) for k in a.split(",")) for a in args[i + 1:])
+        except ValueError:
+            raise SystemExit(f"--sets {' '.join(args[i + 1:])}: each set is a comma list of fork ranks, e.g. --sets 0,2,5")
     if not (len(args) == 3 or (len(args) == 4 and args[0] == "cosine")) or args[0] not in ("wsd", "cosine") or \
             (sets and args[0] != "cosine"):
         raise SystemExit(__doc__)
