@@ -14,11 +14,12 @@ import sys
 
 import numpy as np
 
+from analysis.cli import _fork_ranks
 from analysis.curves import LAMBDA, _fit_size, _sweep_sizes
 
 
 def main(sweep: str, ranks: str, law: str = "multipower") -> None:
-    ks = tuple(int(k) for k in ranks.split(","))
+    ks = _fork_ranks(ranks)  # the same parsing (and refusals) as `scaling fit-curves --fork-index`
     by_size, finals = _sweep_sizes(sweep, "auto")
     fitted_errs = []
     for key, runs in sorted(by_size.items()):

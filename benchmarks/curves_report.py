@@ -22,7 +22,9 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.cli import _fork_ranks
 from analysis.curves import to_markdown
+from analysis.errors import ConfigError
 from scaling.cli import main
 
 
@@ -92,9 +94,9 @@ if __name__ == "__main__":
     if "--sets" in args:  # every argument after --sets is one comma list of fork ranks
         i = args.index("--sets")
         try:
-            args, sets = args[:i], tuple(tuple(int(k) for k in a.split(",")) for a in args[i + 1:])
-        except ValueError:
-            raise SystemExit(f"--sets {' '.join(args[i + 1:])}: each set is a comma list of fork ranks, e.g. --sets 0,2,5")
+            args, sets = args[:i], tuple(_fork_ranks(a) for a in args[i + 1:])
+        except ConfigError as e:
+            raise SystemExit(f"--sets: {e}")
     if not (len(args) == 3 or (len(args) == 4 and args[0] == "cosine")) or args[0] not in ("wsd", "cosine") or \
             (sets and args[0] != "cosine"):
         raise SystemExit(__doc__)
