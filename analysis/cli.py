@@ -165,6 +165,10 @@ def add_predict(subparsers) -> None:
     p.add_argument("--difference", action="store_true",
                    help="fit the fork's points as fork-minus-trunk gaps at steps both were evaluated "
                         "(cancels the noise they share)")
+    p.add_argument("--area-power", default="1", metavar="P",
+                   help="multipower law: forward area S1 = sum eta^P instead of sum eta (1, the published law); a "
+                        "constant of the model family, calibrated on other cosine runs "
+                        "(benchmarks/curves_area_power.py), not fitted")
     p.add_argument("--predict", metavar="EXPERIMENT", default=None,
                    help="predict this experiment's cells (same sizes and peak LRs) instead of SWEEP_DIR's other runs")
     p.add_argument("--measured", metavar="TABLE", default=None,
@@ -396,13 +400,15 @@ def run_fit_curves(args) -> int:
             raise ConfigError("--predict/--measured: give both (the experiment file to predict and its results "
                               "table with the measured eval_loss) or neither")
         fork_index = _fork_ranks(args.fork_index)
+        area_power = curves.check_area_power(args.area_power, args.law)
         if args.predict is not None:
             rows = curves.predict_experiment(curves._path_ok(args.sweep_dir), args.predict, args.measured,
                                              loss=args.loss, fork_index=fork_index, law=args.law,
-                                             difference=args.difference)
+                                             difference=args.difference, area_power=area_power)
         else:
             rows = curves.fit_sweep_curves(curves._path_ok(args.sweep_dir), loss=args.loss,
-                                           fork_index=fork_index, law=args.law, difference=args.difference)
+                                           fork_index=fork_index, law=args.law, difference=args.difference,
+                                           area_power=area_power)
         if not rows:
             raise ConfigError(f"SWEEP_DIR {args.sweep_dir}: no size has a trunk (or a run) plus >= 2 other finished "
                               f"runs with trajectories; fit-curves predicts a size's other runs from two of them")

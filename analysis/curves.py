@@ -25,6 +25,12 @@ each LR drop pays off as a saturating power of the LR area trained since, so a d
 depends on how long and at what LR the run continued (seven constants; ``S1`` includes the
 warmup, the paper's ``S1 + S_W``).
 
+``area_power=p`` (multi-power law only; 1 = the published law) replaces the forward area by
+``S1(t) = sum_{i<=t} eta_i^p``: with ``p < 1`` a step at a low LR counts for more progress than its
+LR area, as a cosine decay's long low-LR tail does on small models.  A trunk and its cooldowns do
+not pin ``p`` (their LRs are mostly the peak), so it is a constant of the model family, calibrated
+on other cosine runs (``benchmarks/curves_area_power.py``) and passed in, not fitted.
+
 LR *increases* (warmup) never count as annealing.  Either law, fitted on one or two runs'
 trajectories (e.g. a WSD trunk and one fork), predicts the loss of every other schedule of that
 size (the other forks' horizons, a cosine run): :func:`fit_curve` and ``predict_final``.  A
@@ -99,6 +105,21 @@ class CurveLaw:
 
 
 LAWS = ("annealing", "multipower")
+
+
+def check_area_power(p, law: str = "multipower") -> float:
+    """``p`` as a float in (0, 2], refused otherwise (and anything but 1 for the annealing law)."""
+    try:
+        v = float(p)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (0.0 < v <= 2.0):
+        raise ConfigError(f"--area-power {p}: must be a number in (0, 2]; 1 is the published multi-power law "
+                          f"(S1 = sum eta), below 1 a low-LR step counts for more than its LR area")
+    if v != 1.0 and law != "multipower":
+        raise ConfigError(f"--area-power {p}: only the multipower law has it; add --law multipower, or leave "
+                          f"--area-power at 1 for the {law} law")
+    return v
 
 
 def _points(runs, skip_frac: float):
@@ -177,7 +198,7 @@ def _at_bounds(names, q, lo, hi) -> tuple[str, ...]:
 
 
 def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: float = 0.1,
-              difference: bool = False):
+              difference: bool = False, area_power: float = 1.0):
     """Fit one size's law (``annealing`` or ``multipower``) to ``runs``: ``[(lr per step, steps, losses), ...]``.
 
     ``steps`` are the 1-based steps whose loss was logged (a 4th item, the first step to use,
@@ -187,12 +208,14 @@ def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: f
     projection (both laws are linear in ``L0``, ``A`` and their annealing amplitude for fixed
     exponents: those are searched from a few starts, the rest solved exactly).  ``difference``:
     fit a fork's points, where its trunk was evaluated at the same step, as fork-minus-trunk
-    gaps (:func:`_system`).  Returns a :class:`CurveLaw` or :class:`MultiPowerLaw`.
+    gaps (:func:`_system`).  ``area_power`` (multi-power law only): the fixed ``p`` of its forward
+    area ``sum eta^p`` (1 = the published law).  Returns a :class:`CurveLaw` or :class:`MultiPowerLaw`.
     """
     if law not in LAWS:
         raise ConfigError(f"law={law!r}: choose one of {LAWS}")
+    area_power = check_area_power(area_power, law)
     if law == "multipower":
-        return fit_multipower(runs, skip_frac=skip_frac, difference=difference)
+        return fit_multipower(runs, skip_frac=skip_frac, difference=difference, area_power=area_power)
     return _fit_annealing(runs, lam=lam, skip_frac=skip_frac, difference=difference)
 
 
@@ -220,18 +243,23 @@ def _fit_annealing(runs, *, lam: float, skip_frac: float, difference: bool = Fal
 
 
 # ----------------------------------------------------------------------------- multi-power law
-def _mpl_terms(lr: np.ndarray, steps, *, peak: float, C: float, beta: float, gamma: float):
-    """``(S1, D)`` at 1-based ``steps``: ``L = L0 + A*S1^-alpha - B*D`` (see the module docstring)."""
+def _mpl_terms(lr: np.ndarray, steps, *, peak: float, C: float, beta: float, gamma: float, area_power: float = 1.0):
+    """``(S1, D)`` at 1-based ``steps``: ``L = L0 + A*S1^-alpha - B*D`` (see the module docstring).
+
+    ``S1`` sums ``eta^area_power``; the areas ``S_k(t)`` after each drop stay LR areas (``sum eta``).
+    """
     eta = np.asarray(lr, dtype=np.float64) / peak
     cum = np.cumsum(eta)
     steps = np.asarray(steps, dtype=int)
     drop = np.maximum(np.concatenate([[0.0], eta[:-1] - eta[1:]]), 0.0)
     k = np.nonzero(drop > 0)[0]  # 0-based index of each step whose LR fell
-    s1 = cum[steps - 1]
+    # the forward area: the LR area itself for the published law (p = 1), else sum eta^p
+    s1 = (cum if area_power == 1.0 else np.cumsum(np.maximum(eta, 0.0) ** area_power))[steps - 1]
+    s1_area = cum[steps - 1]
     if not len(k):
         return s1, np.zeros(len(steps))
     # S_k(t) = sum_{tau=k..t} eta_tau, for every (t, k) with k <= t
-    sk = s1[:, None] - cum[k][None, :] + eta[k][None, :]
+    sk = s1_area[:, None] - cum[k][None, :] + eta[k][None, :]
     x = np.maximum(sk, 0.0) * np.maximum(eta[k], 1e-12)[None, :] ** (-gamma)
     g = 1.0 - (C * x + 1.0) ** (-beta)
     g = np.where(k[None, :] <= (steps - 1)[:, None], g, 0.0)
@@ -253,14 +281,16 @@ class MultiPowerLaw:
     rmse: float = float("nan")  # relative, on the points fitted
     n_points: int = 0
     at_bounds: tuple[str, ...] = ()  # fitted constants left on a search bound (:func:`_at_bounds`)
+    area_power: float = 1.0  # S1 = sum eta^area_power: given, not fitted (the module docstring)
 
     name = "multipower"
 
     def params(self) -> dict:
-        return {k: getattr(self, k) for k in ("L0", "A", "alpha", "B", "C", "beta", "gamma", "rmse")}
+        return {k: getattr(self, k) for k in ("L0", "A", "alpha", "B", "C", "beta", "gamma", "area_power", "rmse")}
 
     def predict_curve(self, lr: np.ndarray, steps) -> np.ndarray:
-        s1, d = _mpl_terms(lr, steps, peak=self.peak, C=self.C, beta=self.beta, gamma=self.gamma)
+        s1, d = _mpl_terms(lr, steps, peak=self.peak, C=self.C, beta=self.beta, gamma=self.gamma,
+                           area_power=self.area_power)
         return self.L0 + self.A * s1 ** (-self.alpha) - self.B * d
 
     def predict_final(self, lr: np.ndarray) -> float:
@@ -268,8 +298,8 @@ class MultiPowerLaw:
         return float(self.predict_curve(lr, [len(lr)])[0])
 
 
-def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) -> MultiPowerLaw:
-    """:func:`fit_curve` with ``law="multipower"``.
+def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False, area_power: float = 1.0) -> MultiPowerLaw:
+    """:func:`fit_curve` with ``law="multipower"`` (``area_power``: the fixed ``p`` of ``S1 = sum eta^p``).
 
     Variable projection: for fixed ``(alpha, log C, beta, gamma)`` the best ``L0, A, B`` solve a
     linear least squares on the relative error; the four are searched by ``least_squares`` from
@@ -282,7 +312,7 @@ def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) ->
         alpha, logc, beta, gamma = q
         out = []
         for lr, steps, _, _ in pts:
-            s1, d = _mpl_terms(lr, steps, peak=peak, C=math.exp(logc), beta=beta, gamma=gamma)
+            s1, d = _mpl_terms(lr, steps, peak=peak, C=math.exp(logc), beta=beta, gamma=gamma, area_power=area_power)
             out.append(np.column_stack([np.ones_like(s1), s1 ** (-alpha), -d]))
         return out
 
@@ -291,7 +321,8 @@ def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False) ->
     r, (L0, A, B), q = _varpro(pts, design, difference, starts, lo, hi, [0.3, 2.0, 0.3, 0.3])
     alpha, logc, beta, gamma = map(float, q)
     return MultiPowerLaw(float(L0), float(A), alpha, float(B), math.exp(logc), beta, gamma, peak,
-                         float(np.sqrt(np.mean(r ** 2))), len(r), _at_bounds(("alpha", "C", "beta", "gamma"), q, lo, hi))
+                         float(np.sqrt(np.mean(r ** 2))), len(r), _at_bounds(("alpha", "C", "beta", "gamma"), q, lo, hi),
+                         float(area_power))
 
 
 # ----------------------------------------------------------------------------- sweep dirs
@@ -346,7 +377,8 @@ def _sweep_sizes(sweep_dir, loss: str):
     return by_size, finals
 
 
-def _fit_size(runs, *, fork_index, law: str, lam: float, min_others: int, difference: bool = False):
+def _fit_size(runs, *, fork_index, law: str, lam: float, min_others: int, difference: bool = False,
+              area_power: float = 1.0):
     """``(fitted law, fitted run ids, the size's other runs, trajectory name)``, or None with too few runs.
 
     The base is the size's trunk (group ``wsd_trunk``; else its longest run) plus the forks of
@@ -374,7 +406,7 @@ def _fit_size(runs, *, fork_index, law: str, lam: float, min_others: int, differ
     for pick in picks:
         forked = trunks and pick[0].trunk == base[0][0].run_id and pick[0].fork_step
         fitted.append((pick[1], pick[2], pick[3], pick[0].fork_step + 1 if forked else 1))
-    fit = fit_curve(fitted, law=law, lam=lam, difference=difference)
+    fit = fit_curve(fitted, law=law, lam=lam, difference=difference, area_power=area_power)
     whiches = sorted({r[4] for r in base + picks})
     return fit, [r[0].run_id for r in base + picks], others, "+".join(whiches)
 
@@ -389,7 +421,7 @@ def _row(key, cell, lr, measured, fit, fitted_on, which) -> dict:
 
 
 def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int | tuple[int, ...] = 0, lam: float = LAMBDA,
-                     law: str = "annealing", difference: bool = False) -> list[dict]:
+                     law: str = "annealing", difference: bool = False, area_power: float = 1.0) -> list[dict]:
     """Per model size of a WSD sweep: fit on the trunk plus one fork, predict every other run's final loss.
 
     ``fork_index``: the fork's rank by horizon (0 = shortest), or a tuple of ranks to fit the
@@ -402,13 +434,16 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int | tuple[i
     ``eval_loss`` or ``train_loss``), ``law`` and its fitted ``params``.
     Sizes without a trunk use their run with the longest horizon plus one other run; sizes whose
     trunk's forks have not all finished are left out.  ``difference``: the fork's points fitted as fork-minus-trunk gaps (:func:`fit_curve`).
+    ``area_power``: the multi-power law's fixed ``p`` (:func:`fit_curve`).
     """
     if law not in LAWS:
         raise ConfigError(f"law={law!r}: choose one of {LAWS}")
+    check_area_power(area_power, law)
     by_size, finals = _sweep_sizes(sweep_dir, loss)
     out = []
     for key, runs in sorted(by_size.items()):
-        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=2, difference=difference)
+        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=2, difference=difference,
+                        area_power=area_power)
         if got is None:
             continue
         fit, fitted_on, others, which = got
@@ -420,9 +455,70 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int | tuple[i
     return out
 
 
+def experiment_cells(experiment, measured_table) -> list[tuple]:
+    """``[(cell, measured eval_loss)]``: the planned cells of ``experiment`` that its results table measured.
+
+    Refused before any fit: a bad experiment file, a table without ``run_id``/``eval_loss``, or
+    one none of whose run ids is a cell of the experiment.
+    """
+    from analysis.data import load_results
+    from scaling.sweep import load_sweep, plan
+
+    cells = plan(load_sweep(experiment), estimate=False).cells
+    table = load_results(measured_table, what="--measured")
+    for col in ("run_id", "eval_loss"):
+        if col not in table.columns:
+            raise ConfigError(f"--measured {measured_table}: no {col!r} column; pass the results table of "
+                              f"{experiment} (`scaling sweep` writes results.csv)")
+    measured = {str(r): float(v) for r, v in zip(table["run_id"], table["eval_loss"]) if v == v}
+    mine = [(c, measured[c.run_id]) for c in cells if c.run_id in measured]
+    if not mine:
+        raise ConfigError(f"--measured {measured_table}: none of its run ids is a cell of {experiment}; pass the "
+                          f"table that experiment's sweep wrote (same recipe, same code)")
+    return mine
+
+
+def fit_sizes(sweep_dir, *, loss: str = "auto", fork_index: int | tuple[int, ...] = 0, lam: float = LAMBDA,
+              law: str = "annealing", difference: bool = False, area_power: float = 1.0) -> dict:
+    """``{size: (fitted law, fitted run ids, trajectory name)}``: each size of ``sweep_dir`` fitted on its
+    trunk + the fork(s) ``fork_index`` (sizes without one are left out)."""
+    by_size, _ = _sweep_sizes(sweep_dir, loss)
+    fits = {}
+    for key, runs in sorted(by_size.items()):
+        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=1, difference=difference,
+                        area_power=area_power)
+        if got is not None:
+            fits[key] = (got[0], got[1], got[3])
+    return fits
+
+
+def predict_cells(fits: dict, cells, *, sweep_dir="SWEEP_DIR", experiment="EXPERIMENT") -> list[dict]:
+    """One :func:`_row` per ``(cell, measured)`` whose size is in ``fits`` (:func:`fit_sizes`).
+
+    A cell whose peak LR differs from its size's fitted runs is refused (the laws' constants hold
+    at the peak they were fitted at).
+    """
+    from scaling.optim import learning_rate
+
+    out = []
+    for cell, measured in sorted(cells, key=lambda cm: (_size_key(cm[0]), cm[0].steps)):
+        key = _size_key(cell)
+        if key not in fits:
+            continue
+        fit, fitted_on, which = fits[key]
+        if abs(cell.optim.peak_lr / fit.peak - 1) > 1e-3:
+            raise ConfigError(f"--predict {experiment}: cell {cell.run_id} has peak_lr {cell.optim.peak_lr:.4g} but "
+                              f"size {key} of {sweep_dir} was fitted at {fit.peak:.4g}; train the fitted runs at the "
+                              f"predicted runs' peak LR")
+        lr = np.asarray(learning_rate(cell.optim, cell.steps, np.arange(1, cell.steps + 1)), dtype=np.float64)
+        out.append(_row(key, cell, lr, measured, fit, fitted_on, which))
+    return out
+
+
 def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "auto",
                        fork_index: int | tuple[int, ...] = 0,
-                       lam: float = LAMBDA, law: str = "annealing", difference: bool = False) -> list[dict]:
+                       lam: float = LAMBDA, law: str = "annealing", difference: bool = False,
+                       area_power: float = 1.0) -> list[dict]:
     """Fit each size of ``sweep_dir`` (trunk + the fork(s) ``fork_index``), predict every cell of another experiment.
 
     ``experiment``: an experiment file whose planned cells (same model shapes, same peak LR) are
@@ -430,42 +526,15 @@ def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "au
     directory or results.csv/.parquet) whose ``eval_loss`` by ``run_id`` is the measurement.  A
     cell whose peak LR differs from its size's fitted runs is refused (the laws' constants hold
     at the peak they were fitted at); cells of sizes not in ``sweep_dir`` are left out.
+    ``area_power``: the multi-power law's fixed ``p`` (:func:`fit_curve`).
     """
-    from analysis.data import load_results
-    from scaling.optim import learning_rate
-    from scaling.sweep import load_sweep, plan
-
     if law not in LAWS:
         raise ConfigError(f"law={law!r}: choose one of {LAWS}")
-    cells = plan(load_sweep(experiment), estimate=False).cells  # bad file: refused before any fit
-    table = load_results(measured_table, what="--measured")
-    for col in ("run_id", "eval_loss"):
-        if col not in table.columns:
-            raise ConfigError(f"--measured {measured_table}: no {col!r} column; pass the results table of "
-                              f"{experiment} (`scaling sweep` writes results.csv)")
-    measured = {str(r): float(v) for r, v in zip(table["run_id"], table["eval_loss"]) if v == v}
-    mine = [c for c in cells if c.run_id in measured]
-    if not mine:
-        raise ConfigError(f"--measured {measured_table}: none of its run ids is a cell of {experiment}; pass the "
-                          f"table that experiment's sweep wrote (same recipe, same code)")
-    by_size, _ = _sweep_sizes(sweep_dir, loss)
-    fits = {}
-    for key, runs in sorted(by_size.items()):
-        got = _fit_size(runs, fork_index=fork_index, law=law, lam=lam, min_others=1, difference=difference)
-        if got is not None:
-            fits[key] = got
-    out = []
-    for cell in sorted(mine, key=lambda c: (_size_key(c), c.steps)):
-        key = _size_key(cell)
-        if key not in fits:
-            continue
-        fit, fitted_on, _, which = fits[key]
-        if abs(cell.optim.peak_lr / fit.peak - 1) > 1e-3:
-            raise ConfigError(f"--predict {experiment}: cell {cell.run_id} has peak_lr {cell.optim.peak_lr:.4g} but "
-                              f"size {key} of {sweep_dir} was fitted at {fit.peak:.4g}; train the fitted runs at the "
-                              f"predicted runs' peak LR")
-        lr = np.asarray(learning_rate(cell.optim, cell.steps, np.arange(1, cell.steps + 1)), dtype=np.float64)
-        out.append(_row(key, cell, lr, measured[cell.run_id], fit, fitted_on, which))
+    check_area_power(area_power, law)
+    mine = experiment_cells(experiment, measured_table)  # bad file or table: refused before any fit
+    fits = fit_sizes(sweep_dir, loss=loss, fork_index=fork_index, lam=lam, law=law, difference=difference,
+                     area_power=area_power)
+    out = predict_cells(fits, mine, sweep_dir=sweep_dir, experiment=experiment)
     if not out:
         raise ConfigError(f"--predict {experiment}: no cell shares a model size with {sweep_dir} "
                           f"(sizes there: {', '.join(sorted(fits)) or 'none with a trunk and a fork'})")
@@ -490,6 +559,7 @@ def summarize(rows: list[dict]) -> dict:
     out = one(rows)
     out["by_size"] = {k: one([r for r in rows if r["size"] == k]) for k in sorted({r["size"] for r in rows})}
     out["law"] = rows[0]["law"] if rows else None
+    out["area_power"] = (rows[0].get("params") or {}).get("area_power") if rows else None
     out["loss"] = rows[0]["loss"] if rows else None
     # sizes whose fit left a constant on a search bound: their predictions rest on a boundary fit
     out["at_bounds"] = {r["size"]: r["at_bounds"] for r in rows if r.get("at_bounds")}
@@ -510,7 +580,8 @@ def to_markdown(rows: list[dict]) -> str:
             if v["n_predicted"]:
                 L.append(f"| {k} | {v['n_predicted']} | {100 * v['median_abs_rel_error']:.2f}% | "
                          f"{100 * v['max_abs_rel_error']:.2f}% |")
-        L += ["", f"{s['n_predicted']} final losses predicted by the {s['law']} law fitted on {s['loss']} "
+        law = s["law"] + (f" (area power {s['area_power']:g})" if s["area_power"] not in (None, 1.0) else "")
+        L += ["", f"{s['n_predicted']} final losses predicted by the {law} law fitted on {s['loss']} "
                   f"trajectories; median |error| {100 * s['median_abs_rel_error']:.2f}%, "
                   f"max {100 * s['max_abs_rel_error']:.2f}%; signed median {100 * s['median_rel_error']:+.2f}%, "
                   f"{s['n_over']} of {s['n_predicted']} over-predicted."]

@@ -294,3 +294,43 @@ def test_fork_minus_trunk_gaps_cancel_the_noise_both_runs_share():
         plain.append(abs(fit_curve(runs).C / TRUE.C - 1))
         gaps.append(abs(fit_curve(runs, difference=True).C / TRUE.C - 1))
     assert max(gaps) < 0.15 and np.mean(gaps) < np.mean(plain) / 3, (plain, gaps)
+
+
+def test_an_area_power_is_given_and_a_wrong_one_biases_cosine_predictions():
+    # S1 = sum eta^p: p = 1 is the published law, to the last bit
+    lr = lrs(WSD, 1500)
+    s1 = np.cumsum(lr / MPL.peak)[[499, 1499]]
+    assert dataclasses.replace(MPL, area_power=1.0).predict_curve(lr, [500, 1500]) == pytest.approx(
+        MPL.predict_curve(lr, [500, 1500]), rel=0, abs=0)
+    assert MPL.predict_curve(lr, [500]) != dataclasses.replace(MPL, area_power=0.6).predict_curve(lr, [500])
+    assert MPL.params()["area_power"] == 1.0 and s1[1] > s1[0]
+    # a family whose progress tracks sum eta^0.6: fitted with the right p on a constant run + one
+    # cooldown, the law recovers every constant and predicts the cosine runs; fitted with p = 1 it
+    # describes the same two runs just as well (rmse 4e-6), yet over-predicts every cosine run:
+    # a trunk and a cooldown cannot reveal p, which is why it is given, not fitted
+    true = dataclasses.replace(MPL, area_power=0.6)
+    const = lrs(dataclasses.replace(WSD, schedule="constant"), 2400)
+    fork = lrs(WSD, 3000)
+    runs = [(const, *_exact(true, const)), (fork, *_exact(true, fork), 2401)]
+    right = fit_curve(runs, law="multipower", area_power=0.6)
+    wrong = fit_curve(runs, law="multipower")
+    assert right.area_power == 0.6 and wrong.area_power == 1.0 and right.params()["area_power"] == 0.6
+    for k in ("L0", "A", "alpha", "B", "C", "beta", "gamma"):
+        assert getattr(right, k) == pytest.approx(getattr(true, k), rel=1e-3), k
+    assert wrong.rmse < 1e-4
+    for T in (400, 1000, 2000, 3000):
+        cos = lrs(dataclasses.replace(WSD, schedule="cosine"), T)
+        assert right.predict_final(cos) == pytest.approx(true.predict_final(cos), rel=1e-4), T
+        assert wrong.predict_final(cos) / true.predict_final(cos) - 1 > 0.0025, T
+    # the summary says which p predicted
+    rows = [{"size": "s", "rel_error": 0.01, "law": "multipower", "loss": "eval_loss", "params": right.params(),
+             "at_bounds": [], "run_id": "r", "schedule": "cosine", "tokens": 1.0, "measured": 1.0, "predicted": 1.01,
+             "fitted_on": ["a", "b"]}]
+    assert summarize(rows)["area_power"] == 0.6 and "multipower (area power 0.6) law" in to_markdown(rows)
+    # refused: outside (0, 2], or with the annealing law (it has no such constant)
+    for bad in (0, -1, 2.5, float("nan"), "x"):
+        with pytest.raises(ConfigError, match="--area-power"):
+            fit_curve(runs, law="multipower", area_power=bad)
+    with pytest.raises(ConfigError, match="only the multipower law"):
+        fit_curve(runs, law="annealing", area_power=0.6)
+
