@@ -306,6 +306,7 @@ def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False, ar
     six starts (bounds ``alpha`` in [0.02, 3], ``C`` in [1e-5, 1e3], ``beta`` in [0.02, 5],
     ``gamma`` in [0, 2]) and the best fit is kept; ``at_bounds`` names those it left on a bound.
     """
+    area_power = check_area_power(area_power)
     peak, pts, _ = _points(runs, skip_frac)
 
     def design(q):

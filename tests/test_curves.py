@@ -14,8 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.curves import (CurveLaw, MultiPowerLaw, areas, fit_curve, fit_sweep_curves, predict_experiment, summarize,
-                             to_markdown)
+from analysis.curves import (CurveLaw, MultiPowerLaw, areas, fit_curve, fit_multipower, fit_sweep_curves, predict_experiment,
+                             summarize, to_markdown)
 from scaling.config import Cell, ConfigError, ModelConfig, OptimConfig
 from scaling.optim import learning_rate
 from scaling.rundir import RunDir
@@ -331,6 +331,8 @@ def test_an_area_power_is_given_and_a_wrong_one_biases_cosine_predictions():
     for bad in (0, -1, 2.5, float("nan"), "x"):
         with pytest.raises(ConfigError, match="--area-power"):
             fit_curve(runs, law="multipower", area_power=bad)
+        with pytest.raises(ConfigError, match="--area-power"):
+            fit_multipower(runs, area_power=bad)
     with pytest.raises(ConfigError, match="only the multipower law"):
         fit_curve(runs, law="annealing", area_power=0.6)
 
