@@ -400,7 +400,7 @@ def run_fit_curves(args) -> int:
             raise ConfigError("--predict/--measured: give both (the experiment file to predict and its results "
                               "table with the measured eval_loss) or neither")
         fork_index = _fork_ranks(args.fork_index)
-        area_power = curves.check_area_power(args.area_power, args.law)
+        area_power = curves.check_law(args.law, args.area_power)
         if args.predict is not None:
             rows = curves.predict_experiment(curves._path_ok(args.sweep_dir), args.predict, args.measured,
                                              loss=args.loss, fork_index=fork_index, law=args.law,

@@ -107,8 +107,11 @@ class CurveLaw:
 LAWS = ("annealing", "multipower")
 
 
-def check_area_power(p, law: str = "multipower") -> float:
-    """``p`` as a float in (0, 2], refused otherwise (and anything but 1 for the annealing law)."""
+def check_law(law: str, p=1.0) -> float:
+    """The area power ``p`` as a float, after refusing an unknown ``law``, a ``p`` outside (0, 2], or
+    any ``p`` but 1 for the annealing law.  Every entry point calls it before reading a run."""
+    if law not in LAWS:
+        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
     try:
         v = float(p)
     except (TypeError, ValueError):
@@ -211,9 +214,7 @@ def fit_curve(runs, *, law: str = "annealing", lam: float = LAMBDA, skip_frac: f
     gaps (:func:`_system`).  ``area_power`` (multi-power law only): the fixed ``p`` of its forward
     area ``sum eta^p`` (1 = the published law).  Returns a :class:`CurveLaw` or :class:`MultiPowerLaw`.
     """
-    if law not in LAWS:
-        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
-    area_power = check_area_power(area_power, law)
+    area_power = check_law(law, area_power)
     if law == "multipower":
         return fit_multipower(runs, skip_frac=skip_frac, difference=difference, area_power=area_power)
     return _fit_annealing(runs, lam=lam, skip_frac=skip_frac, difference=difference)
@@ -306,7 +307,7 @@ def fit_multipower(runs, *, skip_frac: float = 0.1, difference: bool = False, ar
     six starts (bounds ``alpha`` in [0.02, 3], ``C`` in [1e-5, 1e3], ``beta`` in [0.02, 5],
     ``gamma`` in [0, 2]) and the best fit is kept; ``at_bounds`` names those it left on a bound.
     """
-    area_power = check_area_power(area_power)
+    area_power = check_law("multipower", area_power)
     peak, pts, _ = _points(runs, skip_frac)
 
     def design(q):
@@ -437,9 +438,7 @@ def fit_sweep_curves(sweep_dir, *, loss: str = "auto", fork_index: int | tuple[i
     trunk's forks have not all finished are left out.  ``difference``: the fork's points fitted as fork-minus-trunk gaps (:func:`fit_curve`).
     ``area_power``: the multi-power law's fixed ``p`` (:func:`fit_curve`).
     """
-    if law not in LAWS:
-        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
-    check_area_power(area_power, law)
+    area_power = check_law(law, area_power)
     by_size, finals = _sweep_sizes(sweep_dir, loss)
     out = []
     for key, runs in sorted(by_size.items()):
@@ -529,9 +528,7 @@ def predict_experiment(sweep_dir, experiment, measured_table, *, loss: str = "au
     at the peak they were fitted at); cells of sizes not in ``sweep_dir`` are left out.
     ``area_power``: the multi-power law's fixed ``p`` (:func:`fit_curve`).
     """
-    if law not in LAWS:
-        raise ConfigError(f"law={law!r}: choose one of {LAWS}")
-    check_area_power(area_power, law)
+    area_power = check_law(law, area_power)
     mine = experiment_cells(experiment, measured_table)  # bad file or table: refused before any fit
     fits = fit_sizes(sweep_dir, loss=loss, fork_index=fork_index, lam=lam, law=law, difference=difference,
                      area_power=area_power)
